@@ -1,0 +1,151 @@
+"""Capture a model as a torch.fx graph and propagate shapes for a given input size.
+
+The capture happens once per model. Shape propagation runs once per input shape, on fake tensors (no real compute),
+and records for every node either its tensor shape or, for values computed from shapes (``x.shape[-2:]``,
+``x.size(2)``, arithmetic on them), the value itself. Those values are what the full-size run sees, so the cropped
+run substitutes them instead of re-reading the shape of a crop.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from tracenet.rft.errors import CaptureError, TracerError, describe
+
+# Modules kept whole in the graph (not traced through). FrozenBatchNorm2d in particular: traced through, torch.fx
+# would bake its buffers into snapshot constants and ignore weights loaded later.
+EXTRA_LEAF_MODULES: tuple[type[nn.Module], ...] = (FrozenBatchNorm2d,)
+
+# Non-tensor results computed from a tensor that only depend on its shape/dtype/device.
+SHAPE_METHODS = {"size", "dim", "numel", "ndimension", "nelement"}
+SHAPE_ATTRS = {"shape", "dtype", "device", "ndim", "is_cuda"}
+
+
+class _LeafTracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, EXTRA_LEAF_MODULES) or super().is_leaf_module(m, module_qualified_name)
+
+
+@dataclass
+class Captured:
+    """A model captured as a graph.
+
+    ``dynamic`` holds the nodes whose value depends on the input tensor; everything else is a constant of the model
+    (parameters and arithmetic on them) and is evaluated as is.
+    """
+
+    gm: fx.GraphModule
+    placeholder: fx.Node
+    output: fx.Node
+    dynamic: set[fx.Node]
+    modules: dict[str, nn.Module]
+    users: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)
+
+
+def capture(model: nn.Module) -> Captured:
+    """Symbolically trace ``model`` (one tensor input) into a :class:`Captured` graph."""
+    try:
+        graph = _LeafTracer().trace(model)
+    except Exception as exc:  # torch.fx raises many types; give the user one actionable message
+        raise CaptureError(
+            f"torch.fx could not capture {type(model).__name__}: {exc}. The tracer needs a forward() without "
+            "data-dependent Python control flow (shapes may be read through tensor.shape)."
+        ) from exc
+    gm = fx.GraphModule(model, graph)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise CaptureError(
+            f"the tracer supports models with exactly one tensor input; {type(model).__name__}.forward takes "
+            f"{len(placeholders)} ({', '.join(p.name for p in placeholders)})"
+        )
+    dynamic: set[fx.Node] = set()
+    users: dict[fx.Node, list[fx.Node]] = {}
+    for node in gm.graph.nodes:
+        users[node] = list(node.users)
+        if node.op == "placeholder" or any(a in dynamic for a in node.all_input_nodes):
+            dynamic.add(node)
+    output = next(n for n in reversed(gm.graph.nodes) if n.op == "output")
+    return Captured(
+        gm=gm,
+        placeholder=placeholders[0],
+        output=output,
+        dynamic=dynamic,
+        modules=dict(gm.named_modules()),
+        users=users,
+    )
+
+
+@dataclass
+class ShapeInfo:
+    """What the full-size run looks like for one input shape.
+
+    ``shapes[node]`` is the output shape of every tensor-valued node (a list of shapes for tuple/list results);
+    ``static[node]`` is the value of every non-tensor node derived from shapes.
+    """
+
+    input_shape: tuple[int, ...]
+    shapes: dict[fx.Node, Any]
+    static: dict[fx.Node, Any]
+
+
+def _shape_of(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
+        return [tuple(v.shape) for v in value]
+    return None
+
+
+def _is_shape_read(node: fx.Node) -> bool:
+    if node.op == "call_method" and node.target in SHAPE_METHODS:
+        return True
+    if node.op == "call_function" and node.target is getattr:
+        return len(node.args) >= 2 and node.args[1] in SHAPE_ATTRS
+    return False
+
+
+def propagate_shapes(cap: Captured, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> ShapeInfo:
+    """Run the graph on a fake tensor of ``input_shape`` and record shapes and static values."""
+    shapes: dict[fx.Node, Any] = {}
+    static: dict[fx.Node, Any] = {}
+
+    class _Recorder(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            result = super().run_node(n)
+            shape = _shape_of(result)
+            if shape is not None:
+                shapes[n] = shape
+            elif n in cap.dynamic and n.op != "output":
+                _check_static(n)
+                static[n] = result
+            return result
+
+    def _check_static(n: fx.Node) -> None:
+        # A non-tensor value computed from the input: allowed only if it comes from shapes, never from data.
+        if _is_shape_read(n):
+            return
+        tensor_args = [a for a in n.all_input_nodes if a in cap.dynamic and a in shapes]
+        if tensor_args and not (n.op == "call_function" and n.target is operator.getitem):
+            raise TracerError(
+                f"{describe(n)} turns tensor data into a Python value; the tracer only allows values derived from "
+                "shapes (tensor.shape, .size(), .dim())"
+            )
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    try:
+        with mode:
+            fake = torch.empty(input_shape, dtype=dtype)
+            _Recorder(cap.gm).run(fake)
+    except TracerError:
+        raise
+    except Exception as exc:
+        raise TracerError(f"shape propagation failed for input shape {tuple(input_shape)}: {exc}") from exc
+    return ShapeInfo(input_shape=tuple(input_shape), shapes=shapes, static=static)

@@ -1,0 +1,77 @@
+"""Cropped execution of a plan (auto-cropping and auto-padding, paper section 3.1)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch.fx.node import map_aggregate
+
+from tracenet.rft.context import Computed
+from tracenet.rft.errors import describe
+from tracenet.rft.plan import Layout, Plan
+from tracenet.rft.regions import Rect
+from tracenet.rft.rules import WholeRule, call_original
+
+
+class RunEnv:
+    """Values of one run: computed windows of input-dependent nodes, and constants evaluated on demand."""
+
+    def __init__(self, layout: Layout, x: torch.Tensor) -> None:
+        self.layout = layout
+        self.values: dict[fx.Node, Computed] = {}
+        self.consts: dict[fx.Node, Any] = {}
+        ph = layout.cap.placeholder
+        self.values[ph] = Computed(x, Rect.full(x.shape[-2], x.shape[-1]) if x.dim() >= 2 else None)
+
+    def get(self, node: fx.Node) -> Computed:
+        return self.values[node]
+
+    def eval_const(self, node: fx.Node) -> Any:
+        """Value of a node that does not depend on the input (parameters, buffers, arithmetic on them)."""
+        if node in self.consts:
+            return self.consts[node]
+        gm = self.layout.cap.gm
+        if node.op == "get_attr":
+            value = operator.attrgetter(str(node.target))(gm)
+        else:
+            args = map_aggregate(node.args, lambda a: self.eval_const(a) if isinstance(a, fx.Node) else a)
+            kwargs = map_aggregate(node.kwargs, lambda a: self.eval_const(a) if isinstance(a, fx.Node) else a)
+            value = call_original(self.layout.op(node), args, kwargs)
+        self.consts[node] = value
+        return value
+
+
+def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, Computed] | None = None) -> RunEnv:
+    """Run ``plan`` on input ``x``; returns the run's values (each node holds the window the plan asked for)."""
+    if tuple(x.shape) != tuple(plan.input_shape):
+        raise ValueError(f"plan was made for input shape {plan.input_shape}, got {tuple(x.shape)}")
+    env = RunEnv(layout, x)
+    for step in plan.steps:
+        node = step.node
+        if step.kind == "cached":
+            env.values[node] = cached[node]
+            continue
+        op = layout.op(node)
+        try:
+            value = step.rule.run(op, env, step.rect)
+        except Exception as exc:
+            raise RuntimeError(f"cropped execution failed at {describe(node)} for window {step.rect}: {exc}") from exc
+        rect = layout.full_rect(node) if isinstance(step.rule, WholeRule) else step.rect
+        _check_window(node, value, rect)
+        env.values[node] = Computed(value, rect)
+    return env
+
+
+def _check_window(node: fx.Node, value: Any, rect: Rect | None) -> None:
+    """Refuse to hand on a tensor whose spatial size is not the planned window (never a silently wrong value)."""
+    first = value[0] if isinstance(value, (tuple, list)) and value else value
+    if rect is None or not isinstance(first, torch.Tensor):
+        return
+    if tuple(first.shape[-2:]) != (rect.height, rect.width):
+        raise AssertionError(
+            f"{describe(node)} produced a {tuple(first.shape[-2:])} window where {rect} "
+            f"({rect.height}x{rect.width}) was planned"
+        )

@@ -1,0 +1,386 @@
+"""Back-tracing and cropped execution rules (paper eq. 1-3).
+
+A rule answers two questions for one node:
+
+* ``needs(op, out)``: to produce the window ``out`` of this node's output, which window of each input-dependent
+  tensor input is needed? (``None`` = the whole tensor.) Windows are clipped to the input's map by the planner.
+* ``run(op, env, out)``: compute exactly the ``out`` window from those inputs, padding where the full run pads.
+
+and reports the multiply-accumulates it spends (``macs``) for a window or, with ``out=None``, for the full map.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.node import map_aggregate
+
+from tracenet.rft.context import Computed, OpContext, crop, slice_hw, window
+from tracenet.rft.regions import Rect
+
+Needs = list[tuple[fx.Node, "Rect | None"]]
+
+
+class Env(Protocol):
+    """Values of the nodes already computed in this run."""
+
+    def get(self, node: fx.Node) -> Computed: ...
+
+    def eval_const(self, node: fx.Node) -> Any: ...
+
+
+class Rule:
+    name = "rule"
+
+    def needs(self, op: OpContext, out: Rect) -> Needs:
+        raise NotImplementedError
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> Any:
+        raise NotImplementedError
+
+    def macs(self, op: OpContext, out: Rect | None) -> int:
+        return 0
+
+
+def call_original(op: OpContext, args: tuple, kwargs: dict) -> Any:
+    """Call the node's own op (module, function or method) on the given arguments."""
+    node = op.node
+    if node.op == "call_module":
+        return op.module(*args, **kwargs)
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)
+    self_arg, *rest = args
+    return getattr(self_arg, node.target)(*rest, **kwargs)
+
+
+def _materialise(op: OpContext, env: Env, value: Any, tensor_fn) -> Any:
+    """Replace every node in ``value`` by its value: input-dependent tensors through ``tensor_fn(node, computed)``,
+    constants and static values as they are."""
+
+    def one(v: Any) -> Any:
+        if not isinstance(v, fx.Node):
+            return v
+        if v in op.info.static:
+            return op.info.static[v]
+        if v in op.cap.dynamic:
+            return tensor_fn(v, env.get(v))
+        return env.eval_const(v)
+
+    return map_aggregate(value, one)
+
+
+def _full_value(_node: fx.Node, comp: Computed) -> Any:
+    return crop(comp, comp.rect) if comp.rect is not None else comp.value
+
+
+class WholeRule(Rule):
+    """Global ops (GroupNorm, LayerNorm, adaptive pooling, flatten + linear, attention, reshapes ...): their inputs
+    are made whole, they run unchanged, and consumers crop their output. Always exact; saves nothing."""
+
+    name = "whole"
+
+    def needs(self, op: OpContext, out: Rect) -> Needs:
+        result: Needs = []
+        for arg in op.tensor_args():
+            shp = op.shape(arg)
+            result.append((arg, Rect.full(shp[-2], shp[-1]) if len(shp) >= 2 else None))
+        return result
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> Any:
+        for arg in op.tensor_args():
+            comp = env.get(arg)
+            if comp.rect is not None and comp.rect != Rect.full(*op.hw(arg)):
+                raise AssertionError(f"internal error: whole op {op.node.name} got a partial input {arg.name}")
+        args = _materialise(op, env, op.node.args, _full_value)
+        kwargs = _materialise(op, env, op.node.kwargs, _full_value)
+        return call_original(op, args, kwargs)
+
+    def macs(self, op: OpContext, out: Rect | None) -> int:
+        node = op.node
+        if node.op == "call_module" and isinstance(op.module, nn.Linear):
+            return _numel(op.shape()) * op.module.in_features
+        if node.op == "call_function" and node.target in (F.linear, torch.matmul, torch.bmm):
+            a_shape = op.shape(node.args[0]) if op.is_tensor_node(node.args[0]) else None
+            if a_shape:
+                return _numel(op.shape()) * a_shape[-1]
+        return 0
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+class PointwiseRule(Rule):
+    """Ops that map each spatial position to itself: activations, BatchNorm in eval, elementwise arithmetic with
+    broadcasting, dtype casts, and ops acting on leading (batch/channel) dims only (channel concat, channel
+    reductions, channel slicing, chunk/split along channels). Broadcast inputs of size 1 in a spatial dim need
+    their single row/col; constant tensors of full spatial size are cropped alongside."""
+
+    name = "pointwise"
+
+    def needs(self, op: OpContext, out: Rect) -> Needs:
+        out_h, out_w = op.hw()
+        result: Needs = []
+        for arg in op.tensor_args():
+            shp = op.shape(arg)
+            if len(shp) < 2:
+                result.append((arg, None))
+                continue
+            rows = (out.r0, out.r1) if shp[-2] == out_h else (0, 1)
+            cols = (out.c0, out.c1) if shp[-1] == out_w else (0, 1)
+            result.append((arg, Rect(rows[0], rows[1], cols[0], cols[1])))
+        return result
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> Any:
+        out_h, out_w = op.hw()
+        needs = dict(self.needs(op, out))
+
+        def dyn(node: fx.Node, comp: Computed) -> Any:
+            want = needs[node]
+            if want is None:
+                return _slice_like_output(comp.value, out, out_h, out_w)
+            return crop(comp, want)
+
+        def const_crop(v: Any) -> Any:
+            return _slice_like_output(v, out, out_h, out_w) if isinstance(v, torch.Tensor) else v
+
+        args = _materialise(op, env, op.node.args, dyn)
+        kwargs = _materialise(op, env, op.node.kwargs, dyn)
+        # constants (parameters, buffers) that carry a spatial extent are cropped to the same window
+        args = tuple(_crop_constants(a, op, const_crop) for a in zip(op.node.args, args))
+        kwargs = {k: _crop_constants((op.node.kwargs[k], v), op, const_crop) for k, v in kwargs.items()}
+        return call_original(op, args, kwargs)
+
+
+def _crop_constants(pair: tuple[Any, Any], op: OpContext, fn) -> Any:
+    raw, value = pair
+    if isinstance(raw, fx.Node) and raw not in op.cap.dynamic:
+        return fn(value)
+    if isinstance(raw, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(value)(_crop_constants(p, op, fn) for p in zip(raw, value))
+    return value
+
+
+def _slice_like_output(value: torch.Tensor, out: Rect, out_h: int, out_w: int) -> torch.Tensor:
+    """Slice a broadcast operand to the output window along every trailing dim that matches the map size."""
+    if value.dim() >= 2:
+        rows = (out.r0, out.r1) if value.shape[-2] == out_h and out_h != 1 else None
+        cols = (out.c0, out.c1) if value.shape[-1] == out_w and out_w != 1 else None
+        return slice_hw(value, rows, cols)
+    if value.dim() == 1 and value.shape[0] == out_w and out_w != 1:
+        return value[out.c0:out.c1]
+    return value
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[1])) if len(v) == 2 else (int(v[0]), int(v[0]))
+    return (int(v), int(v))
+
+
+def input_window(out: Rect, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
+                 dilation: tuple[int, int]) -> Rect:
+    """Eq. 2-3 of the paper in 2-D: the (unclipped) input window a strided, padded, dilated sliding window needs
+    for the output window ``out``. ``pad`` is the top/left padding."""
+    r0 = out.r0 * stride[0] - pad[0]
+    r1 = (out.r1 - 1) * stride[0] - pad[0] + dilation[0] * (kernel[0] - 1) + 1
+    c0 = out.c0 * stride[1] - pad[1]
+    c1 = (out.c1 - 1) * stride[1] - pad[1] + dilation[1] * (kernel[1] - 1) + 1
+    return Rect(r0, r1, c0, c1)
+
+
+class SlidingWindowRule(Rule):
+    """Shared geometry of convolution and pooling: subclasses provide ``geometry(op) -> (input_node, kernel,
+    stride, top/left padding, dilation)``."""
+
+    def geometry(self, op: OpContext) -> tuple[fx.Node, tuple[int, int], tuple[int, int], tuple[int, int],
+                                               tuple[int, int]]:
+        raise NotImplementedError
+
+    def needs(self, op: OpContext, out: Rect) -> Needs:
+        src, kernel, stride, pad, dilation = self.geometry(op)
+        result: Needs = [(src, input_window(out, kernel, stride, pad, dilation))]
+        result += [(a, None) for a in op.tensor_args() if a is not src]  # dynamic weights / bias: whole
+        return result
+
+
+class ConvRule(SlidingWindowRule):
+    """``nn.Conv2d`` (zero padding) and ``F.conv2d``: crop the input window, zero-fill its overhang, convolve
+    without padding."""
+
+    name = "conv"
+
+    _NAMES = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    _DEFAULTS = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+
+    def params(self, op: OpContext) -> dict[str, Any]:
+        if op.node.op == "call_module":
+            m: nn.Conv2d = op.module
+            p = {"input": op.node.args[0], "weight": m.weight, "bias": m.bias, "stride": m.stride,
+                 "padding": m.padding, "dilation": m.dilation, "groups": m.groups}
+        else:
+            p = dict(self._DEFAULTS)
+            p.update(zip(self._NAMES, op.node.args))
+            p.update(op.node.kwargs)
+            p = {k: (v if k in ("input", "weight", "bias") else op.resolve(v)) for k, v in p.items()}
+        return p
+
+    def _kernel(self, op: OpContext, p: dict[str, Any]) -> tuple[int, int]:
+        w = p["weight"]
+        shp = op.info.shapes[w] if isinstance(w, fx.Node) else tuple(w.shape)
+        return (shp[-2], shp[-1])
+
+    def geometry(self, op: OpContext):
+        p = self.params(op)
+        kernel = self._kernel(op, p)
+        stride, dilation = _pair(p["stride"]), _pair(p["dilation"])
+        padding = p["padding"]
+        if padding == "valid":
+            pad = (0, 0)
+        elif padding == "same":
+            pad = tuple((d * (k - 1)) // 2 for d, k in zip(dilation, kernel))
+        else:
+            pad = _pair(padding)
+        return p["input"], kernel, stride, pad, dilation
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
+        p = self.params(op)
+        src, kernel, stride, pad, dilation = self.geometry(op)
+        x = window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0)
+        weight, bias = (_value(op, env, p[k]) for k in ("weight", "bias"))
+        return F.conv2d(x, weight, bias, stride, 0, dilation, p["groups"])
+
+    def macs(self, op: OpContext, out: Rect | None) -> int:
+        p = self.params(op)
+        kh, kw = self._kernel(op, p)
+        shp = op.shape()
+        in_ch = op.shape(p["input"])[1]
+        area = out.area if out is not None else shp[-2] * shp[-1]
+        return shp[0] * shp[1] * area * (in_ch // int(p["groups"])) * kh * kw
+
+
+def _value(op: OpContext, env: Env, v: Any) -> Any:
+    if isinstance(v, fx.Node):
+        if v in op.cap.dynamic:
+            comp = env.get(v)
+            return _full_value(v, comp)
+        return env.eval_const(v)
+    return v
+
+
+class PoolRule(SlidingWindowRule):
+    """``MaxPool2d`` / ``AvgPool2d`` (any kernel, stride, padding, dilation, ``ceil_mode``, ``count_include_pad``,
+    ``divisor_override``). Max pooling fills the overhang with -inf (PyTorch ignores padded positions); average
+    pooling sums the zero-filled window and divides by the divisor the full run uses at each output position."""
+
+    name = "pool"
+
+    _MAX_NAMES = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    _AVG_NAMES = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "max" or "avg"
+
+    def params(self, op: OpContext) -> dict[str, Any]:
+        if op.node.op == "call_module":
+            m = op.module
+            p = {"input": op.node.args[0], "kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding,
+                 "ceil_mode": m.ceil_mode}
+            if self.kind == "max":
+                p.update(dilation=m.dilation, return_indices=m.return_indices)
+            else:
+                p.update(count_include_pad=m.count_include_pad, divisor_override=m.divisor_override)
+        else:
+            names = self._MAX_NAMES if self.kind == "max" else self._AVG_NAMES
+            p = dict(zip(names, op.node.args))
+            p.update(op.node.kwargs)
+            p = {k: (v if k == "input" else op.resolve(v)) for k, v in p.items()}
+        p.setdefault("dilation", 1)
+        p.setdefault("padding", 0)
+        p.setdefault("count_include_pad", True)
+        p.setdefault("divisor_override", None)
+        if p.get("stride") in (None, (), []):
+            p["stride"] = p["kernel_size"]
+        return p
+
+    def geometry(self, op: OpContext):
+        p = self.params(op)
+        return p["input"], _pair(p["kernel_size"]), _pair(p["stride"]), _pair(p["padding"]), _pair(p["dilation"])
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
+        p = self.params(op)
+        src, kernel, stride, pad, dilation = self.geometry(op)
+        win = input_window(out, kernel, stride, pad, dilation)
+        if self.kind == "max":
+            x = window(env.get(src), win, op.hw(src), float("-inf"))
+            return F.max_pool2d(x, kernel, stride, 0, dilation, ceil_mode=False)
+        x = window(env.get(src), win, op.hw(src), 0.0)
+        sums = F.avg_pool2d(x, kernel, stride, 0, ceil_mode=False, count_include_pad=True, divisor_override=1)
+        if p["divisor_override"]:
+            return sums / p["divisor_override"]
+        height, width = op.hw(src)
+        div_r = _avg_divisors(out.r0, out.r1, kernel[0], stride[0], pad[0], height, p["count_include_pad"])
+        div_c = _avg_divisors(out.c0, out.c1, kernel[1], stride[1], pad[1], width, p["count_include_pad"])
+        divisor = torch.outer(div_r, div_c).to(sums.dtype)
+        return torch.where(divisor > 0, sums / divisor.clamp_min(1), torch.zeros((), dtype=sums.dtype))
+
+    def macs(self, op: OpContext, out: Rect | None) -> int:
+        kh, kw = _pair(self.params(op)["kernel_size"])
+        shp = op.shape()
+        area = out.area if out is not None else shp[-2] * shp[-1]
+        return shp[0] * shp[1] * area * kh * kw
+
+
+def _avg_divisors(o0: int, o1: int, k: int, s: int, p: int, size: int, include_pad: bool) -> torch.Tensor:
+    """Per-output-index divisor along one axis, as PyTorch's avg_pool2d computes it."""
+    o = torch.arange(o0, o1)
+    start = o * s - p
+    end = torch.clamp(start + k, max=size + p)
+    if include_pad:
+        return (end - start).to(torch.float64)
+    return (torch.clamp(end, max=size) - torch.clamp(start, min=0)).clamp_min(0).to(torch.float64)
+
+
+class PadRule(Rule):
+    """``F.pad`` / ``ZeroPad2d`` / ``ConstantPad2d`` on the last one or two dims, constant mode (negative pads crop)."""
+
+    name = "pad"
+
+    def params(self, op: OpContext) -> tuple[fx.Node, tuple[int, int, int, int], float]:
+        if op.node.op == "call_module":
+            m = op.module
+            pads, value = tuple(m.padding), float(m.value)
+        else:
+            args = dict(zip(("input", "pad", "mode", "value"), op.node.args))
+            args.update(op.node.kwargs)
+            pads, value = tuple(op.resolve(args["pad"])), args.get("value")
+            value = 0.0 if value is None else float(op.resolve(value))
+        pads = tuple(pads) + (0,) * (4 - len(pads))
+        return op.node.args[0], pads, value
+
+    def needs(self, op: OpContext, out: Rect) -> Needs:
+        src, (left, _r, top, _b), _v = self.params(op)
+        return [(src, Rect(out.r0 - top, out.r1 - top, out.c0 - left, out.c1 - left))]
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
+        src, (left, _r, top, _b), value = self.params(op)
+        return window(env.get(src), Rect(out.r0 - top, out.r1 - top, out.c0 - left, out.c1 - left), op.hw(src), value)
+
+
+class PassThroughRule(Rule):
+    """``getitem`` on a tuple result (e.g. of ``chunk`` along channels): same window as its source."""
+
+    name = "passthrough"
+
+    def needs(self, op: OpContext, out: Rect) -> Needs:
+        return [(op.node.args[0], out)]
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> Any:
+        return crop(env.get(op.node.args[0]), out)[op.resolve(op.node.args[1])]

@@ -1,0 +1,210 @@
+"""The public face of the Receptive Field Tracer.
+
+>>> tracer = ReceptiveFieldTracer(model.eval())
+>>> vals = tracer.gather(x, {"p3": [(10, 12)], "p7": [(0, 1)]})   # key -> Tensor[B, C, N]
+>>> plan = tracer.plan(tuple(x.shape), {"p3": [(10, 12)]})
+>>> plan.macs, plan.full_macs
+
+Keys address the model's output: a dict output's keys, a tuple/list output's indices, ``0`` for a single tensor.
+Locations are ``(row, col)`` in that output's own grid.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from tracenet.rft.capture import capture, propagate_shapes
+from tracenet.rft.context import Computed, crop
+from tracenet.rft.errors import QueryError, TracerError
+from tracenet.rft.execute import RunEnv, execute
+from tracenet.rft.plan import Layout, Plan, back_trace
+from tracenet.rft.regions import Rect
+
+Points = list[tuple[int, int]]
+Request = Union[Points, Rect, None]  # points (row, col), a window, or None for the whole map
+
+
+class TraceCache:
+    """Values computed for one input tensor, reused by later runs on the same tensor (e.g. a second tap).
+
+    After each run it keeps the *frontier* of what was computed whole: every node computed over its whole map that
+    feeds a node computed only partly (or is an output). A later request whose windows fall inside cached values
+    stops back-tracing there. Bound to a tracer (graph nodes) and to one input: a different tensor clears it.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self.values: dict[fx.Node, Computed] = {}
+
+    def bind(self, x: torch.Tensor) -> None:
+        key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype)
+        if key != self._key:
+            self.values.clear()
+            self._key = key
+
+    def clear(self) -> None:
+        self.values.clear()
+        self._key = None
+
+    @property
+    def nbytes(self) -> int:
+        total = 0
+        for comp in self.values.values():
+            vals = comp.value if isinstance(comp.value, (tuple, list)) else [comp.value]
+            total += sum(v.numel() * v.element_size() for v in vals if isinstance(v, torch.Tensor))
+        return total
+
+    def absorb(self, layout: Layout, plan: Plan, env: RunEnv) -> None:
+        outputs = set(plan.outputs.values())
+        computed = {s.node for s in plan.steps if s.kind == "compute"}
+        for node in computed:
+            comp = env.values[node]
+            if comp.rect is not None and comp.rect != layout.full_rect(node):
+                continue
+            users = layout.cap.users[node]
+            partial_user = any(
+                u in env.values and env.values[u].rect is not None and env.values[u].rect != layout.full_rect(u)
+                for u in users
+            )
+            if partial_user or node in outputs:
+                self.values[node] = comp
+
+
+class ReceptiveFieldTracer:
+    """Run a convolutional model only where the requested outputs need it; values there equal the full run's.
+
+    Args:
+        model: any ``nn.Module`` with one tensor input whose forward torch.fx can capture; used in eval mode.
+        max_plans: how many plans (per input shape and query set) to keep.
+    """
+
+    def __init__(self, model: nn.Module, *, max_plans: int = 64) -> None:
+        self.model = model
+        self.captured = capture(model)
+        self._layouts: dict[tuple, Layout] = {}
+        self._plans: OrderedDict[tuple, Plan] = OrderedDict()
+        self._max_plans = max_plans
+
+    # ----------------------------------------------------------------------------------------------- structure
+    def layout(self, input_shape: tuple[int, ...]) -> Layout:
+        """Shapes of every node for ``input_shape`` (computed once per shape, on fake tensors)."""
+        key = tuple(input_shape)
+        lay = self._layouts.get(key)
+        if lay is None:
+            lay = self._layouts[key] = Layout(self.captured, propagate_shapes(self.captured, key))
+        return lay
+
+    def output_nodes(self) -> dict[Any, fx.Node]:
+        """Output key -> graph node (dict keys, tuple/list indices, or 0 for one tensor)."""
+        out = self.captured.output.args[0]
+        if isinstance(out, fx.Node):
+            return {0: out}
+        if isinstance(out, Mapping):
+            return {k: v for k, v in out.items() if isinstance(v, fx.Node)}
+        if isinstance(out, (tuple, list)):
+            return {i: v for i, v in enumerate(out) if isinstance(v, fx.Node)}
+        raise TracerError(f"unsupported model output structure {type(out).__name__}")
+
+    def output_hw(self, input_shape: tuple[int, ...], key: Any) -> tuple[int, int]:
+        """Full grid size ``(rows, cols)`` of output ``key`` for ``input_shape``."""
+        lay = self.layout(input_shape)
+        node = self._output(key)
+        shp = lay.info.shapes.get(node)
+        if shp is None or isinstance(shp, list) or len(shp) < 2:
+            raise QueryError(f"output {key!r} is not a tensor with a spatial grid; it cannot be queried by location")
+        return shp[-2], shp[-1]
+
+    def _output(self, key: Any) -> fx.Node:
+        outs = self.output_nodes()
+        if key not in outs:
+            raise QueryError(f"the model has no output {key!r}; its outputs are {list(outs)}")
+        return outs[key]
+
+    # -------------------------------------------------------------------------------------------------- plans
+    def _requests(self, input_shape: tuple[int, ...], queries: Mapping[Any, Request]) -> dict[Any, Rect]:
+        requests: dict[Any, Rect] = {}
+        for key, query in queries.items():
+            h, w = self.output_hw(input_shape, key)
+            if query is None:
+                rect = Rect.full(h, w)
+            elif isinstance(query, Rect):
+                rect = query
+            else:
+                points = _points(key, query)
+                rect = Rect.around_points(points)
+            if rect.is_empty() or not Rect.full(h, w).contains(rect):
+                raise QueryError(f"query {query!r} for output {key!r} falls outside its {h}x{w} grid")
+            requests[key] = rect
+        return requests
+
+    def plan(self, input_shape: tuple[int, ...], queries: Mapping[Any, Request],
+             cache: TraceCache | None = None) -> Plan:
+        """Which window of every node a run computes for these queries (plus traced and full MACs)."""
+        requests = self._requests(input_shape, queries)
+        lay = self.layout(input_shape)
+        if cache is not None and cache.values:
+            return back_trace(lay, self.output_nodes(), requests, cache.values)
+        key = (tuple(input_shape), tuple(sorted(((repr(k), tuple(r)) for k, r in requests.items()))))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = back_trace(lay, self.output_nodes(), requests)
+            self._plans[key] = plan
+            if len(self._plans) > self._max_plans:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plan
+
+    # ---------------------------------------------------------------------------------------------------- runs
+    def run(self, x: torch.Tensor, queries: Mapping[Any, Request],
+            cache: TraceCache | None = None) -> dict[Any, tuple[torch.Tensor, Rect]]:
+        """Compute the requested windows. Returns ``key -> (values, rect)`` where ``values`` is
+        ``full_out[key][..., rect.r0:rect.r1, rect.c0:rect.c1]`` (the bounding window of the query)."""
+        self._check_eval()
+        if cache is not None:
+            cache.bind(x)
+        plan = self.plan(tuple(x.shape), queries, cache)
+        lay = self.layout(tuple(x.shape))
+        with torch.no_grad():
+            env = execute(lay, plan, x, cache.values if cache is not None else None)
+        if cache is not None:
+            cache.absorb(lay, plan, env)
+        return {key: (crop(env.get(plan.outputs[key]), rect), rect) for key, rect in plan.requests.items()}
+
+    def gather(self, x: torch.Tensor, queries: Mapping[Any, Iterable[tuple[int, int]]],
+               cache: TraceCache | None = None) -> dict[Any, torch.Tensor]:
+        """Values at the queried ``(row, col)`` locations: ``key -> Tensor[B, C, N]`` equal to
+        ``full_out[key][..., rows, cols]``."""
+        points = {k: _points(k, q) for k, q in queries.items()}
+        windows = self.run(x, points, cache)
+        result = {}
+        for key, pts in points.items():
+            values, rect = windows[key]
+            rows = torch.tensor([p[0] - rect.r0 for p in pts])
+            cols = torch.tensor([p[1] - rect.c0 for p in pts])
+            result[key] = values[..., rows, cols]
+        return result
+
+    def _check_eval(self) -> None:
+        training = [name or type(self.model).__name__ for name, m in self.model.named_modules() if m.training]
+        if training:
+            raise TracerError(
+                f"the model is in training mode ({', '.join(training[:3])}{'...' if len(training) > 3 else ''}); "
+                "BatchNorm would use batch statistics over the crop. Call model.eval() first."
+            )
+
+
+def _points(key: Any, query: Any) -> Points:
+    try:
+        points = [(int(r), int(c)) for r, c in query]
+    except (TypeError, ValueError) as exc:
+        raise QueryError(f"query for output {key!r} must be a list of (row, col) pairs, got {query!r}") from exc
+    if not points:
+        raise QueryError(f"query for output {key!r} is empty")
+    return points
