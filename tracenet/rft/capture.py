@@ -34,6 +34,36 @@ class _LeafTracer(fx.Tracer):
         return isinstance(m, EXTRA_LEAF_MODULES) or super().is_leaf_module(m, module_qualified_name)
 
 
+def is_inplace(node: fx.Node, modules: dict[str, nn.Module] | None = None) -> bool:
+    """Does this node overwrite its first argument (``relu_``, ``x += y`` on a tensor, ``ReLU(inplace=True)``)?"""
+    if node.op == "call_method":
+        return str(node.target).endswith("_") and not str(node.target).startswith("_")
+    if node.op == "call_function":
+        if node.kwargs.get("inplace") is True:
+            return True
+        name = getattr(node.target, "__name__", "")
+        return name.endswith("_") and not name.startswith("_") or node.target in (
+            operator.iadd, operator.isub, operator.imul, operator.itruediv)
+    if node.op == "call_module" and modules is not None:
+        return bool(getattr(modules.get(str(node.target)), "inplace", False))
+    return False
+
+
+def _rewire_inplace(gm: fx.GraphModule) -> None:
+    """Make in-place ops visible as data flow: every later reader of an overwritten value reads the in-place op's
+    result instead. After this, running in-place ops out of place gives the same values."""
+    modules = dict(gm.named_modules())
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    for node in list(gm.graph.nodes):
+        if not is_inplace(node, modules) or not node.args or not isinstance(node.args[0], fx.Node):
+            continue
+        target = node.args[0]
+        for user in list(target.users):
+            if user is not node and order[user] > order[node]:
+                user.replace_input_with(target, node)
+    gm.recompile()
+
+
 @dataclass
 class Captured:
     """A model captured as a graph.
@@ -60,6 +90,7 @@ def capture(model: nn.Module) -> Captured:
             "data-dependent Python control flow (shapes may be read through tensor.shape)."
         ) from exc
     gm = fx.GraphModule(model, graph)
+    _rewire_inplace(gm)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise CaptureError(

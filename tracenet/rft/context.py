@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ class OpContext:
     node: fx.Node
     cap: Captured
     info: ShapeInfo
+    memo: dict = field(default_factory=dict)  # per-node, per-shape facts a rule derives once (e.g. conv backend)
 
     @property
     def module(self) -> nn.Module:
@@ -87,7 +88,18 @@ def crop(comp: Computed, want: Rect) -> Any:
         return comp.value
     if not have.contains(want):
         raise AssertionError(f"internal error: need {want} but only {have} was computed")
-    return slice_hw(comp.value, (want.r0 - have.r0, want.r1 - have.r0), (want.c0 - have.c0, want.c1 - have.c0))
+    part = slice_hw(comp.value, (want.r0 - have.r0, want.r1 - have.r0), (want.c0 - have.c0, want.c1 - have.c0))
+    # The full run hands contiguous tensors to each op; some kernels (e.g. BatchNorm) round differently on
+    # strided views, so a sub-window is made contiguous to keep values bit-identical.
+    return _contiguous(part)
+
+
+def _contiguous(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.contiguous()
+    if isinstance(value, (tuple, list)) and not hasattr(value, "_fields"):
+        return type(value)(_contiguous(v) for v in value)
+    return value
 
 
 def window(comp: Computed, want: Rect, full_hw: tuple[int, int], pad_value: float = 0.0) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.node import map_aggregate
 
+from tracenet.rft.capture import is_inplace
 from tracenet.rft.context import Computed, OpContext, crop, slice_hw, window
 from tracenet.rft.regions import Rect
 
@@ -156,6 +157,8 @@ class PointwiseRule(Rule):
         # constants (parameters, buffers) that carry a spatial extent are cropped to the same window
         args = tuple(_crop_constants(a, op, const_crop) for a in zip(op.node.args, args))
         kwargs = {k: _crop_constants((op.node.kwargs[k], v), op, const_crop) for k, v in kwargs.items()}
+        if is_inplace(op.node, op.cap.modules) and isinstance(args[0], torch.Tensor):
+            args = (args[0].clone(), *args[1:])  # never overwrite a stored (possibly cached) value
         return call_original(op, args, kwargs)
 
 
@@ -253,15 +256,77 @@ class ConvRule(SlidingWindowRule):
     def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
         p = self.params(op)
         src, kernel, stride, pad, dilation = self.geometry(op)
-        x = window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0)
         weight, bias = (_value(op, env, p[k]) for k in ("weight", "bias"))
-        return F.conv2d(x, weight, bias, stride, 0, dilation, p["groups"])
+        groups = int(p["groups"])
+        backend = self.full_run_backend(op)
+        # Compute exactly as the full-size convolution does, so the crop's values are bit-identical to it:
+        # PyTorch picks oneDNN or its native im2col+GEMM kernel by input size, and each sums in its own order.
+        if backend == "canvas":
+            # small map on the native path (GEMM order depends on the matrix size): run at full size on a zero
+            # canvas holding the needed window; only the window's outputs are kept (and counted as full MACs)
+            return self._on_canvas(op, env, p, src, out, kernel, stride, pad, dilation, weight, bias, groups)
+        x = window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0).contiguous()
+        if backend == "mkldnn":
+            if self._full_run_reduces_stride(op, p, kernel, stride):
+                # oneDNN runs such a strided 1x1 convolution as subsample-then-1x1 ("rtus"); do the same
+                x, stride = x[..., :: stride[0], :: stride[1]].contiguous(), (1, 1)
+            return torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, dilation, groups)
+        with torch.backends.mkldnn.flags(enabled=False):
+            return F.conv2d(x, weight, bias, stride, 0, dilation, groups)
+
+    CANVAS_MAX_NUMEL = 65536  # per image: full inputs at most this large run at full size on the native path
+
+    def full_run_backend(self, op: OpContext) -> str:
+        """How the full-size convolution runs: ``"mkldnn"``, ``"canvas"`` (native kernel, small map) or
+        ``"native"``. Decided from shapes with PyTorch's own backend selection, once per node and input shape."""
+        key = ("backend", torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+               torch.get_num_threads())
+        if key not in op.memo:
+            p = self.params(op)
+            _src, kernel, stride, _pad, dilation = self.geometry(op)
+            in_shape = op.shape(p["input"])
+            w = p["weight"]
+            w_shape = op.info.shapes[w] if isinstance(w, fx.Node) else tuple(w.shape)
+            dtype = torch.float32
+            full_in = torch.zeros((), dtype=dtype).expand(in_shape)
+            weight = torch.zeros((), dtype=dtype).expand(w_shape)
+            padding = [0, 0] if isinstance(p["padding"], str) else list(_pair(p["padding"]))
+            backend = torch._C._select_conv_backend(full_in, weight, None, list(stride), padding, list(dilation),
+                                                    False, [0, 0], int(p["groups"]), None)
+            if backend == torch._C._ConvBackend.Mkldnn:
+                op.memo[key] = "mkldnn"
+            elif _numel(in_shape[1:]) <= self.CANVAS_MAX_NUMEL:
+                op.memo[key] = "canvas"
+            else:
+                op.memo[key] = "native"
+        return op.memo[key]
+
+    def _full_run_reduces_stride(self, op: OpContext, p: dict[str, Any], kernel, stride) -> bool:
+        if kernel != (1, 1) or stride == (1, 1) or _pair(p["padding"] if not isinstance(p["padding"], str)
+                                                         else 0) != (0, 0):
+            return False
+        in_h, in_w = op.hw(p["input"])
+        out_h, out_w = op.hw()
+        return out_h * stride[0] == in_h and out_w * stride[1] == in_w
+
+    def _on_canvas(self, op, env, p, src, out, kernel, stride, pad, dilation, weight, bias, groups):
+        in_h, in_w = op.hw(src)
+        need = input_window(out, kernel, stride, pad, dilation).clip(in_h, in_w)
+        comp = env.get(src)
+        part = crop(comp, need)
+        canvas = part.new_zeros((*part.shape[:-2], in_h, in_w))
+        canvas[..., need.r0:need.r1, need.c0:need.c1] = part
+        padding = p["padding"] if isinstance(p["padding"], str) else _pair(p["padding"])
+        full = F.conv2d(canvas, weight, bias, stride, padding, dilation, groups)
+        return full[..., out.r0:out.r1, out.c0:out.c1]
 
     def macs(self, op: OpContext, out: Rect | None) -> int:
         p = self.params(op)
         kh, kw = self._kernel(op, p)
         shp = op.shape()
         in_ch = op.shape(p["input"])[1]
+        if out is not None and self.full_run_backend(op) == "canvas":
+            out = None  # runs at full size (see _on_canvas)
         area = out.area if out is not None else shp[-2] * shp[-1]
         return shp[0] * shp[1] * area * (in_ch // int(p["groups"])) * kh * kw
 
