@@ -24,7 +24,7 @@ def _check(net, x, queries) -> None:
         cols = [p[1] for p in pts]
         ref = items[key][..., rows, cols]
         assert got[key].shape == ref.shape
-        torch.testing.assert_close(got[key], ref, atol=ATOL, rtol=0, msg=lambda m: f"{key} {pts}: {m}")
+        torch.testing.assert_close(got[key], ref, atol=ATOL, rtol=0, msg=lambda m, k=key, q=pts: f"{k} {q}: {m}")
     plan = tracer.plan(tuple(x.shape), queries)
     assert 0 <= plan.macs <= plan.full_macs
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -27,7 +27,7 @@ from tracenet.rft.plan import Layout, Plan, back_trace
 from tracenet.rft.regions import Rect
 
 Points = list[tuple[int, int]]
-Request = Union[Points, Rect, None]  # points (row, col), a window, or None for the whole map
+Request = Points | Rect | None  # points (row, col), a window, or None for the whole map
 
 
 class TraceCache:
