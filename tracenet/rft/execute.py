@@ -22,12 +22,16 @@ class RunEnv:
     def __init__(self, layout: Layout, x: torch.Tensor) -> None:
         self.layout = layout
         self.values: dict[fx.Node, Computed] = {}
+        self.cached: set[fx.Node] = set()
         self.consts: dict[fx.Node, Any] = {}
         ph = layout.cap.placeholder
         self.values[ph] = Computed(x, Rect.full(x.shape[-2], x.shape[-1]) if x.dim() >= 2 else None)
 
     def get(self, node: fx.Node) -> Computed:
         return self.values[node]
+
+    def is_cached(self, node: fx.Node) -> bool:
+        return node in self.cached
 
     def eval_const(self, node: fx.Node) -> Any:
         """Value of a node that does not depend on the input (parameters, buffers, arithmetic on them)."""
@@ -53,6 +57,7 @@ def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, C
         node = step.node
         if step.kind == "cached":
             env.values[node] = cached[node]
+            env.cached.add(node)
             continue
         op = layout.op(node)
         try:

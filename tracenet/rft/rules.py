@@ -31,6 +31,8 @@ class Env(Protocol):
 
     def get(self, node: fx.Node) -> Computed: ...
 
+    def is_cached(self, node: fx.Node) -> bool: ...
+
     def eval_const(self, node: fx.Node) -> Any: ...
 
 
@@ -157,8 +159,9 @@ class PointwiseRule(Rule):
         # constants (parameters, buffers) that carry a spatial extent are cropped to the same window
         args = tuple(_crop_constants(a, op, const_crop) for a in zip(op.node.args, args))
         kwargs = {k: _crop_constants((op.node.kwargs[k], v), op, const_crop) for k, v in kwargs.items()}
-        if is_inplace(op.node, op.cap.modules) and isinstance(args[0], torch.Tensor):
-            args = (args[0].clone(), *args[1:])  # never overwrite a stored (possibly cached) value
+        first = op.node.args[0] if op.node.args else None
+        if isinstance(first, fx.Node) and env.is_cached(first) and is_inplace(op.node, op.cap.modules):
+            args = (args[0].clone(), *args[1:])  # never overwrite a cached value (readers were rewired at capture)
         return call_original(op, args, kwargs)
 
 
@@ -258,6 +261,11 @@ class ConvRule(SlidingWindowRule):
         src, kernel, stride, pad, dilation = self.geometry(op)
         weight, bias = (_value(op, env, p[k]) for k in ("weight", "bias"))
         groups = int(p["groups"])
+        comp = env.get(src)
+        if out == Rect.full(*op.hw()) and comp.rect == Rect.full(*op.hw(src)):
+            # the whole map: the original call, no copies (same shapes, so the same kernel as the full run)
+            padding = p["padding"] if isinstance(p["padding"], str) else _pair(p["padding"])
+            return F.conv2d(comp.value, weight, bias, stride, padding, dilation, groups)
         backend = self.full_run_backend(op)
         # Compute exactly as the full-size convolution does, so the crop's values are bit-identical to it:
         # PyTorch picks oneDNN or its native im2col+GEMM kernel by input size, and each sums in its own order.
@@ -382,6 +390,10 @@ class PoolRule(SlidingWindowRule):
     def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
         p = self.params(op)
         src, kernel, stride, pad, dilation = self.geometry(op)
+        comp = env.get(src)
+        if out == Rect.full(*op.hw()) and comp.rect == Rect.full(*op.hw(src)):
+            args = _materialise(op, env, op.node.args, _full_value)
+            return call_original(op, args, _materialise(op, env, op.node.kwargs, _full_value))
         win = input_window(out, kernel, stride, pad, dilation)
         if self.kind == "max":
             x = window(env.get(src), win, op.hw(src), float("-inf"))
