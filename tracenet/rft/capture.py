@@ -8,6 +8,7 @@ run substitutes them instead of re-reading the shape of a crop.
 
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,7 @@ class Captured:
     dynamic: set[fx.Node]
     modules: dict[str, nn.Module]
     users: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)
+    meta_gm: fx.GraphModule | None = None  # shapes-only copy on the meta device, made on first use
 
 
 def capture(model: nn.Module) -> Captured:
@@ -147,6 +149,7 @@ def propagate_shapes(cap: Captured, input_shape: tuple[int, ...], dtype: torch.d
     """Run the graph on a fake tensor of ``input_shape`` and record shapes and static values."""
     shapes: dict[fx.Node, Any] = {}
     static: dict[fx.Node, Any] = {}
+    dynamic_names = {n.name for n in cap.dynamic}
 
     class _Recorder(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
@@ -154,7 +157,7 @@ def propagate_shapes(cap: Captured, input_shape: tuple[int, ...], dtype: torch.d
             shape = _shape_of(result)
             if shape is not None:
                 shapes[n] = shape
-            elif n in cap.dynamic and n.op != "output":
+            elif n.name in dynamic_names and n.op != "output":
                 _check_static(n)
                 static[n] = result
             return result
@@ -163,20 +166,41 @@ def propagate_shapes(cap: Captured, input_shape: tuple[int, ...], dtype: torch.d
         # A non-tensor value computed from the input: allowed only if it comes from shapes, never from data.
         if _is_shape_read(n):
             return
-        tensor_args = [a for a in n.all_input_nodes if a in cap.dynamic and a in shapes]
+        tensor_args = [a for a in n.all_input_nodes if a.name in dynamic_names and a in shapes]
         if tensor_args and not (n.op == "call_function" and n.target is operator.getitem):
             raise TracerError(
                 f"{describe(n)} turns tensor data into a Python value; the tracer only allows values derived from "
                 "shapes (tensor.shape, .size(), .dim())"
             )
 
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
     try:
-        with mode:
-            fake = torch.empty(input_shape, dtype=dtype)
-            _Recorder(cap.gm).run(fake)
+        # Fast path: a meta-device copy of the graph (shapes only, no data, no fake-tensor bookkeeping).
+        meta_gm = _meta_copy(cap)
+        recorder = _Recorder(meta_gm)
+        recorder.run(torch.empty(input_shape, dtype=dtype, device="meta"))
+        # the meta copy has its own nodes: map results back onto the captured graph's nodes by name
+        by_name = {n.name: n for n in cap.gm.graph.nodes}
+        if any(isinstance(v, torch.device) for v in static.values()):
+            raise ValueError("the graph reads tensor.device; the meta copy would report 'meta'")
+        shapes = {by_name[n.name]: v for n, v in shapes.items()}
+        static = {by_name[n.name]: v for n, v in static.items()}
     except TracerError:
         raise
-    except Exception as exc:
-        raise TracerError(f"shape propagation failed for input shape {tuple(input_shape)}: {exc}") from exc
+    except Exception:
+        shapes.clear()
+        static.clear()
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        try:
+            with mode:
+                _Recorder(cap.gm).run(torch.empty(input_shape, dtype=dtype))
+        except TracerError:
+            raise
+        except Exception as exc:
+            raise TracerError(f"shape propagation failed for input shape {tuple(input_shape)}: {exc}") from exc
     return ShapeInfo(input_shape=tuple(input_shape), shapes=shapes, static=static)
+
+
+def _meta_copy(cap: Captured) -> fx.GraphModule:
+    if cap.meta_gm is None:
+        cap.meta_gm = copy.deepcopy(cap.gm).to("meta")
+    return cap.meta_gm

@@ -1,0 +1,196 @@
+"""Tap logic shared by the traced (RFT) path and the full-network path.
+
+A tap ``(x, y)`` in image pixels is aligned to one cell ``(row, col)`` per level P3..P7; the head outputs at
+those 5 cells are *gathered* into ``dict[kind -> Tensor[C_kind, 5]]`` (column ``j`` is level ``3 + j``);
+:func:`select_candidate` scores the ``5 x C`` candidates, runs NMS and keeps the best one, whose 169 dynamic
+parameters then drive the mask head (:func:`candidate_mask_probs`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.ops import nms
+
+from tracenet.model.dynamic_head import DYNAMIC_PARAM_COUNT, dynamic_mask_logits, upsample_mask_probs
+from tracenet.model.geometry import LEVELS, STRIDES, grid_hw
+
+NMS_IOU = 0.6
+GATHER_KINDS = ("cls", "box", "ctr", "ctrl")
+
+
+@dataclass
+class Candidate:
+    """The instance chosen for a tap.
+
+    Attributes:
+        score: ``sigmoid(cls) * sigmoid(ctr)`` in [0, 1].
+        class_id: index into the config's class names.
+        level: pyramid level 3..7 the candidate was predicted on.
+        box: ``(x0, y0, x1, y1)`` in image pixels (may extend past the image border).
+        params: ``float32 Tensor[169]`` dynamic mask-head parameters.
+        location_xy: ``(x, y)`` image pixel of the grid cell that predicted it.
+        row_col: ``(row, col)`` of that cell in the level's grid.
+    """
+
+    score: float
+    class_id: int
+    level: int
+    box: tuple[float, float, float, float]
+    params: Tensor
+    location_xy: tuple[float, float]
+    row_col: tuple[int, int]
+
+
+def align_tap(xy: tuple[float, float], image_hw: tuple[int, int]) -> list[tuple[int, int]]:
+    """Grid cells containing the tap, one per level 3..7.
+
+    Args:
+        xy: tap ``(x, y)`` in image pixels (floats allowed; the pixel is ``floor``-ed).
+        image_hw: ``(H, W)`` of the network input.
+
+    Returns:
+        5 ``(row, col)`` tuples, ``(min(y // s, H_l - 1), min(x // s, W_l - 1))`` for ``s = 8..128``, also
+        clamped at 0 for taps left of / above the image.
+    """
+    x, y = float(xy[0]), float(xy[1])
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"tap must be finite (x, y) pixel coordinates, got {xy!r}")
+    out = []
+    for s in STRIDES:
+        rows, cols = grid_hw(image_hw, s)
+        row = min(max(int(math.floor(y)) // s, 0), rows - 1)
+        col = min(max(int(math.floor(x)) // s, 0), cols - 1)
+        out.append((row, col))
+    return out
+
+
+def full_gather(
+    dense_out: dict[str, Tensor], rows_cols: list[tuple[int, int]], image_index: int = 0
+) -> dict[str, Tensor]:
+    """Pick the 5 aligned cells' vectors from a full ``TraceNetDense`` output.
+
+    Args:
+        dense_out: ``TraceNetDense.forward`` output (``cls_p3`` ... ``ctrl_p7``).
+        rows_cols: 5 ``(row, col)`` cells, one per level 3..7 (from :func:`align_tap`).
+        image_index: which image of the batch.
+
+    Returns:
+        ``{"cls": [C, 5], "box": [4, 5], "ctr": [1, 5], "ctrl": [169, 5]}``; column ``j`` is level ``3 + j``.
+    """
+    if len(rows_cols) != len(LEVELS):
+        raise ValueError(f"need one (row, col) per level {LEVELS}, got {len(rows_cols)}")
+    return {
+        kind: torch.stack(
+            [
+                dense_out[f"{kind}_p{level}"][image_index, :, r, c]
+                for level, (r, c) in zip(LEVELS, rows_cols, strict=True)
+            ],
+            dim=1,
+        )
+        for kind in GATHER_KINDS
+    }
+
+
+def _check_gathered(gathered: dict[str, Tensor]) -> None:
+    expected_rows = {"box": 4, "ctr": 1, "ctrl": DYNAMIC_PARAM_COUNT}
+    for kind in GATHER_KINDS:
+        if kind not in gathered:
+            raise ValueError(f"gathered outputs lack {kind!r}; expected keys {GATHER_KINDS}")
+        t = gathered[kind]
+        if (
+            t.dim() != 2
+            or t.shape[1] != len(LEVELS)
+            or (kind in expected_rows and t.shape[0] != expected_rows[kind])
+        ):
+            rows = expected_rows.get(kind, "C")
+            raise ValueError(f"gathered[{kind!r}] must be [{rows}, {len(LEVELS)}], got {tuple(t.shape)}")
+
+
+def rank_candidates(
+    gathered: dict[str, Tensor],
+    rows_cols: list[tuple[int, int]],
+    *,
+    iou_threshold: float = NMS_IOU,
+) -> list[Candidate]:
+    """All candidates that survive NMS, best first (the paper keeps the first; the predictor may fall back to
+    the next ones when the best mask does not cover the tap).
+
+    Args:
+        gathered: ``{"cls": [C, 5], "box": [4, 5], "ctr": [1, 5], "ctrl": [169, 5]}`` for one image, column
+            ``j`` = level ``3 + j`` (see :func:`full_gather`); ``box`` holds (l, t, r, b) pixel distances.
+        rows_cols: the 5 aligned ``(row, col)`` cells the columns came from (to place boxes in the image).
+        iou_threshold: NMS IoU threshold (paper: 0.6).
+    """
+    _check_gathered(gathered)
+    if len(rows_cols) != len(LEVELS):
+        raise ValueError(f"need one (row, col) per level {LEVELS}, got {len(rows_cols)}")
+    cls = gathered["cls"].float()
+    num_classes = cls.shape[0]
+    if num_classes == 0:
+        return []
+    scores = (cls.sigmoid() * gathered["ctr"].float().sigmoid()).reshape(-1)  # [C * 5], index = c * 5 + j
+    loc = torch.tensor(
+        [[c * s + s // 2, r * s + s // 2] for (r, c), s in zip(rows_cols, STRIDES, strict=True)],
+        dtype=torch.float32,
+        device=cls.device,
+    )  # [5, 2] (x, y)
+    ltrb = gathered["box"].float().t()  # [5, 4]
+    level_boxes = torch.cat([loc - ltrb[:, :2], loc + ltrb[:, 2:]], dim=1)  # [5, 4] x0 y0 x1 y1
+    boxes = level_boxes.repeat(num_classes, 1)  # [C * 5, 4], same index order as scores
+    result = []
+    for best in nms(boxes, scores, iou_threshold).tolist():
+        class_id, j = divmod(best, len(LEVELS))
+        x0, y0, x1, y1 = (float(v) for v in boxes[best])
+        result.append(Candidate(
+            score=float(scores[best]),
+            class_id=class_id,
+            level=LEVELS[j],
+            box=(x0, y0, x1, y1),
+            params=gathered["ctrl"][:, j].float(),
+            location_xy=(float(loc[j, 0]), float(loc[j, 1])),
+            row_col=tuple(rows_cols[j]),
+        ))
+    return result
+
+
+def select_candidate(
+    gathered: dict[str, Tensor],
+    rows_cols: list[tuple[int, int]],
+    *,
+    iou_threshold: float = NMS_IOU,
+    min_score: float = 0.0,
+) -> Candidate | None:
+    """Choose the instance for a tap from its ``5 x C`` candidates: the top-1 of :func:`rank_candidates`
+    (``torchvision.ops.nms`` at ``iou_threshold``), or ``None`` if it scores below ``min_score``."""
+    ranked = rank_candidates(gathered, rows_cols, iou_threshold=iou_threshold)
+    if not ranked or ranked[0].score < min_score:
+        return None
+    return ranked[0]
+
+
+def candidate_mask_probs(mask_feats: Tensor, candidate: Candidate, image_hw: tuple[int, int]) -> Tensor:
+    """Run the candidate's dynamic mask head.
+
+    Args:
+        mask_feats: ``[1, 8, H_3, W_3]`` (or ``[8, H_3, W_3]``) mask-branch output of the tapped image.
+        candidate: from :func:`select_candidate`.
+        image_hw: ``(H, W)`` of the network input.
+
+    Returns:
+        ``float32 [H, W]`` mask probabilities; ``> 0.5`` is the mask.
+    """
+    if mask_feats.dim() == 3:
+        mask_feats = mask_feats[None]
+    device = mask_feats.device
+    logits = dynamic_mask_logits(
+        mask_feats,
+        candidate.params.to(device)[None],
+        torch.zeros(1, dtype=torch.long, device=device),
+        torch.tensor([candidate.location_xy], dtype=mask_feats.dtype, device=device),
+        torch.tensor([candidate.level - LEVELS[0]], dtype=torch.long, device=device),
+    )
+    return upsample_mask_probs(logits, image_hw)[0]

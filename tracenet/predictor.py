@@ -1,0 +1,253 @@
+"""``TapSegmenter``: set an image once, then tap as often as you like.
+
+>>> seg = tracenet.load()                 # bundled default model
+>>> seg.set_image("photo.jpg")            # path, PIL image or HxWx3 uint8 RGB array
+>>> res = seg.predict((x, y))             # tap in image pixels
+>>> res.mask, res.score, res.box          # HxW bool, float, (x0, y0, x1, y1)
+
+The traced path (default) runs the network only where the tap needs it (Receptive Field Tracer) and keeps what
+it computed for the next tap on the same image; ``use_rft=False`` is FullNet, the same network run whole, which
+gives the same candidate and mask.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tracenet.io import fit_long_side, load_image
+from tracenet.model import TraceNetConfig, TraceNetDense, align_tap, full_gather, load_checkpoint, normalize
+from tracenet.model.geometry import LEVELS
+from tracenet.model.postprocess import GATHER_KINDS, Candidate, candidate_mask_probs, rank_candidates
+from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
+MASK_STRIDE = 8
+
+
+@dataclass
+class TapResult:
+    """What one tap gives.
+
+    ``mask`` is ``HxW bool`` at the size of the image given to ``set_image``; ``box`` is ``(x0, y0, x1, y1)`` in
+    its pixels; ``found`` is False when nothing scores above the threshold or no candidate's mask covers the tap
+    (then ``mask`` is empty and ``reason`` says why). ``macs`` / ``full_macs`` count the network work of this tap
+    and of a full run; ``latency_ms`` is wall time.
+    """
+
+    mask: np.ndarray
+    score: float
+    box: tuple[float, float, float, float]
+    found: bool = True
+    class_id: int = 0
+    class_name: str = "object"
+    level: int = 0
+    reason: str = ""
+    macs: int = 0
+    full_macs: int = 0
+    latency_ms: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class TapSegmenter:
+    """Tap-to-mask predictor around a :class:`~tracenet.model.TraceNetDense`.
+
+    Args:
+        model: the dense network (put in eval mode here).
+        cfg: its config (class names).
+        max_side: images whose long side exceeds this are resized for the network; masks come back at full size.
+        min_score: candidates scoring below this give ``found=False`` ("nothing here").
+        mask_region: ``"image"`` runs the mask branch over the whole image (paper); ``"box"`` only over the
+            predicted box plus ``box_margin`` P3 cells (less work; the mask is empty outside that window).
+        require_tap_inside: fall back to the next NMS survivor when the best mask does not contain the tap.
+    """
+
+    def __init__(self, model: TraceNetDense, cfg: TraceNetConfig, *, max_side: int = 1024, min_score: float = 0.05,
+                 mask_region: str = "image", box_margin: int = 2, require_tap_inside: bool = True,
+                 meta: dict[str, Any] | None = None) -> None:
+        if mask_region not in ("image", "box"):
+            raise ValueError(f"mask_region must be 'image' or 'box', got {mask_region!r}")
+        self.model = model.eval()
+        self.cfg = cfg
+        self.meta = dict(meta or {})
+        self.max_side = int(max_side)
+        self.min_score = float(min_score)
+        self.mask_region = mask_region
+        self.box_margin = int(box_margin)
+        self.require_tap_inside = require_tap_inside
+        self.tracer = ReceptiveFieldTracer(self.model)
+        self._image: np.ndarray | None = None
+        self._x: torch.Tensor | None = None
+        self._scale = 1.0
+        self._cache = TraceCache()
+        self._full_out: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> TapSegmenter:
+        """Load a tracenet ``.safetensors`` checkpoint (the bundled default model when ``checkpoint`` is None)."""
+        path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+        model, cfg, meta = load_checkpoint(path)
+        if "max_side" in meta and "max_side" not in kwargs:
+            kwargs["max_side"] = int(meta["max_side"])
+        return cls(model, cfg, meta=meta, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------- image
+    def set_image(self, image: Any) -> None:
+        """Prepare an image (``HxWx3 uint8`` RGB array, path or PIL image); clears the per-image caches."""
+        rgb = load_image(image)
+        net_rgb, self._scale = fit_long_side(rgb, self.max_side)
+        self._image = rgb
+        self._x = normalize(torch.from_numpy(np.ascontiguousarray(net_rgb)).permute(2, 0, 1)[None])
+        self._cache = TraceCache()
+        self._full_out = None
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        self._require_image()
+        return self._image.shape[0], self._image.shape[1]
+
+    @property
+    def net_hw(self) -> tuple[int, int]:
+        self._require_image()
+        return self._x.shape[-2], self._x.shape[-1]
+
+    def tap_key(self, xy: tuple[float, float]) -> Hashable:
+        """Taps with equal keys give identical predictions: the aligned cells on all five levels."""
+        return tuple(align_tap(self._to_net(xy), self.net_hw))
+
+    # ------------------------------------------------------------------------------------------------- taps
+    def predict(self, xy: tuple[float, float], *, use_rft: bool = True) -> TapResult:
+        """Segment the object under the tap ``(x, y)`` (image pixels). ``use_rft=False`` runs FullNet."""
+        start = time.perf_counter()
+        net_xy = self._to_net(xy)
+        rows_cols = align_tap(net_xy, self.net_hw)
+        gathered, mask_feats, macs = (self._traced if use_rft else self._full)(rows_cols)
+        full_macs = self._full_macs()
+        candidates = rank_candidates(gathered, rows_cols)
+        result = self._first_covering(candidates, mask_feats, net_xy, use_rft)
+        result.macs = macs + result.extras.pop("mask_macs", 0)
+        result.full_macs = full_macs
+        result.latency_ms = (time.perf_counter() - start) * 1e3
+        return result
+
+    def _traced(self, rows_cols):
+        queries: dict[str, Any] = {f"{kind}_p{lvl}": [rc] for kind in GATHER_KINDS for lvl, rc in zip(LEVELS, rows_cols)}
+        if self.mask_region == "image":
+            queries["mask_feats"] = None
+        plan = self.tracer.plan(tuple(self._x.shape), queries, self._cache)
+        out = self.tracer.run(self._x, queries, self._cache)
+        gathered = {kind: torch.stack([out[f"{kind}_p{lvl}"][0][0, :, 0, 0] for lvl in LEVELS], dim=1)
+                    for kind in GATHER_KINDS}
+        mask_feats = out["mask_feats"][0] if self.mask_region == "image" else None
+        return gathered, mask_feats, plan.macs
+
+    def _full(self, rows_cols):
+        macs = 0
+        if self._full_out is None:
+            with torch.no_grad():
+                self._full_out = self.model(self._x)
+            macs = self._full_macs()
+        mask_feats = self._full_out["mask_feats"]
+        if self.mask_region == "box":
+            mask_feats = None  # cut from the full output per candidate, for an identical result
+        return full_gather(self._full_out, rows_cols), mask_feats, macs
+
+    def _full_macs(self) -> int:
+        queries = {"mask_feats": None}
+        return self.tracer.plan(tuple(self._x.shape), queries).full_macs
+
+    def _first_covering(self, candidates: list[Candidate], mask_feats, net_xy, use_rft: bool) -> TapResult:
+        hw = self.image_hw
+        empty = np.zeros(hw, dtype=bool)
+        best = candidates[0] if candidates else None
+        if best is None or best.score < self.min_score:
+            score = best.score if best else 0.0
+            return TapResult(mask=empty, score=score, box=(0.0, 0.0, 0.0, 0.0), found=False,
+                             reason=f"nothing here: best score {score:.3f} < threshold {self.min_score}")
+        tx, ty = (min(max(int(v * 1.0), 0), n - 1) for v, n in zip(self._from_net(net_xy), (hw[1], hw[0])))
+        for cand in candidates:
+            if cand.score < self.min_score:
+                break
+            mask, mask_macs = self._mask(cand, mask_feats, use_rft)
+            if mask[ty, tx] or not self.require_tap_inside:
+                return self._result(cand, mask, mask_macs)
+        return TapResult(mask=empty, score=best.score, box=self._box(best), found=False,
+                         reason="nothing here: no candidate's mask covers the tap")
+
+    def _mask(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[np.ndarray, int]:
+        net_hw = self.net_hw
+        macs = 0
+        if self.mask_region == "box":
+            rect = self._box_window(cand)
+            if use_rft:
+                before = self.tracer.plan(tuple(self._x.shape), {"mask_feats": rect}, self._cache).macs
+                window = self.tracer.run(self._x, {"mask_feats": rect}, self._cache)["mask_feats"][0]
+                macs = before
+            else:
+                window = self._full_out["mask_feats"][..., rect.r0:rect.r1, rect.c0:rect.c1]
+            feats = window.new_zeros((*window.shape[:2], *self._full_grid()))
+            feats[..., rect.r0:rect.r1, rect.c0:rect.c1] = window
+        else:
+            feats = mask_feats
+        with torch.no_grad():
+            probs = candidate_mask_probs(feats, cand, net_hw)
+        if self.mask_region == "box":
+            keep = torch.zeros_like(probs, dtype=torch.bool)
+            keep[rect.r0 * MASK_STRIDE:rect.r1 * MASK_STRIDE, rect.c0 * MASK_STRIDE:rect.c1 * MASK_STRIDE] = True
+            probs = torch.where(keep, probs, torch.zeros_like(probs))
+        if tuple(net_hw) != tuple(self.image_hw):
+            probs = F.interpolate(probs[None, None], size=self.image_hw, mode="bilinear", align_corners=False)[0, 0]
+        return (probs > 0.5).numpy(), macs
+
+    def _full_grid(self) -> tuple[int, int]:
+        h, w = self.net_hw
+        return -(-h // MASK_STRIDE), -(-w // MASK_STRIDE)
+
+    def _box_window(self, cand: Candidate) -> Rect:
+        rows, cols = self._full_grid()
+        x0, y0, x1, y1 = cand.box
+        m = self.box_margin
+        r0 = max(0, int(np.floor(y0 / MASK_STRIDE)) - m)
+        c0 = max(0, int(np.floor(x0 / MASK_STRIDE)) - m)
+        r1 = min(rows, int(np.ceil(y1 / MASK_STRIDE)) + m)
+        c1 = min(cols, int(np.ceil(x1 / MASK_STRIDE)) + m)
+        cr, cc = cand.row_col if cand.level == 3 else (int(cand.location_xy[1]) // MASK_STRIDE,
+                                                         int(cand.location_xy[0]) // MASK_STRIDE)
+        return Rect(min(r0, cr), max(r1, cr + 1), min(c0, cc), max(c1, cc + 1)).clip(rows, cols)
+
+    def _result(self, cand: Candidate, mask: np.ndarray, mask_macs: int) -> TapResult:
+        names = self.cfg.names
+        return TapResult(mask=mask, score=cand.score, box=self._box(cand), class_id=cand.class_id,
+                         class_name=names[cand.class_id] if cand.class_id < len(names) else str(cand.class_id),
+                         level=cand.level, extras={"mask_macs": mask_macs, "candidate": cand})
+
+    def _box(self, cand: Candidate) -> tuple[float, float, float, float]:
+        h, w = self.image_hw
+        x0, y0, x1, y1 = (v / self._scale for v in cand.box)
+        return (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
+
+    # -------------------------------------------------------------------------------------------- coordinates
+    def _require_image(self) -> None:
+        if self._image is None:
+            raise RuntimeError("no image set: call set_image(image) before predict() / tap_key()")
+
+    def _to_net(self, xy: tuple[float, float]) -> tuple[float, float]:
+        self._require_image()
+        try:
+            x, y = float(xy[0]), float(xy[1])
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"a tap is an (x, y) pair of pixel coordinates, got {xy!r}") from exc
+        h, w = self.image_hw
+        if not (np.isfinite(x) and np.isfinite(y)) or not (0 <= x < w and 0 <= y < h):
+            raise ValueError(f"tap ({xy[0]}, {xy[1]}) is outside the {w}x{h} image (x in [0, {w}), y in [0, {h}))")
+        return x * self._scale, y * self._scale
+
+    def _from_net(self, xy: tuple[float, float]) -> tuple[float, float]:
+        return xy[0] / self._scale, xy[1] / self._scale
