@@ -104,7 +104,7 @@ class TapSegmenter:
         rgb = load_image(image)
         net_rgb, self._scale = fit_long_side(rgb, self.max_side)
         self._image = rgb
-        self._x = normalize(torch.from_numpy(np.ascontiguousarray(net_rgb)).permute(2, 0, 1)[None])
+        self._x = normalize(torch.from_numpy(np.array(net_rgb, copy=True)).permute(2, 0, 1)[None])
         self._cache = TraceCache()
         self._full_out = None
 

@@ -1,0 +1,58 @@
+"""Tap-to-segment web app: open a photo, tap an object, see its mask, blur / replace / splash / cut it out.
+
+Run it with ``tracenet app`` (http://127.0.0.1:7860) or build it with
+``tracenet.app.create_app(segmenter_factory=...)`` and serve it with any ASGI server. The page is one static
+HTML/JS file served by the app itself: no CDN, works offline. API docs: ``/docs`` (rendered offline from the
+OpenAPI schema at ``/openapi.json``).
+
+HTTP API (all taps in image pixels, x to the right, y down, of the image as returned by ``GET /api/images/{id}``,
+i.e. after EXIF rotation; all errors are JSON ``{"detail": "..."}`` with a 4xx/5xx status)
+
+``POST /api/images`` (multipart: ``file`` = image, or form ``example`` = ``cat.png``)
+    Opens an image and returns ``{"image_id", "name", "width", "height", "url"}``. The id is random and
+    private to the client; the server keeps the most recently used images (LRU, ``max_images``) and answers
+    404 for an id it has forgotten.
+``GET /api/images/{image_id}``
+    The opened image (JPEG) exactly as the model sees it.
+``POST /api/segment`` (form: ``image_id`` or multipart ``image``; ``x``, ``y``; ``format``)
+    Segments the object under the tap. ``format`` is ``png`` (default), ``polygon``, ``rle``, a
+    comma-separated mix, or ``all``. Reply::
+
+        {"image_id", "width", "height", "tap": [x, y], "score": 0.93, "box": [x0, y0, x1, y1], "area": 1234,
+         "latency_ms": 41.2,          # seg.predict only (0 when an equal tap_key was cached)
+         "set_image_ms": 0.0,         # > 0 when the model had to switch to this image first
+         "cached": false, "server_ms": 55.0,
+         "found": true, "reason": "",   # found false: nothing at the tap (empty mask), reason says why
+         "mask_png": "<base64 PNG, 8-bit, 0/255, H x W>",               # format png
+         "polygons": [[[x, y], ...], ...],                            # format polygon: outer contours
+         "rle": {"size": [H, W], "counts": "<COCO compressed RLE>"}}  # format rle (pycocotools)
+
+    A tap outside the image is a 422 that says the valid ranges.
+``POST /api/clickable`` (form: ``image_id``, ``x``, ``y``, ``iou_threshold`` = 0.9)
+    The clickable region of the tapped object (paper fig. 1b): ``{"tolerance", "n_predictions", "exact",
+    "mask_png", ...}``; ``exact`` is false when the region was interpolated from a bounded number of taps.
+``POST /api/edit`` (form: ``image_id`` or multipart ``image``; ``taps`` = ``"x1,y1;x2,y2"``; ``effect`` =
+``blur | replace | splash | cutout``; ``strength``, ``color`` = ``#rrggbb``, multipart ``background``,
+``feather``, ``output`` = ``png | jpeg``)
+    Returns the edited image file (``Content-Disposition: attachment``); ``cutout`` is always an RGBA PNG.
+``GET /api/examples``, ``GET /api/examples/{name}``, ``GET /api/health``
+    Bundled example images and server status.
+
+Limits (``create_app`` arguments): ``max_upload_bytes`` (20 MB: 413), ``max_pixels`` (40 MP: 413), files that
+are empty or truncated (400) or not images (415). The segmenter is used by one request at a time behind a lock;
+an unexpected error gives a 500 JSON reply and the server keeps running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:  # lazy, so `tracenet app --help` works without FastAPI installed
+    if name == "create_app":
+        from tracenet.app.server import create_app
+
+        return create_app
+    raise AttributeError(f"module 'tracenet.app' has no attribute {name!r}")
