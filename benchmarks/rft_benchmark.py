@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--size", default="1024x768", help="WIDTHxHEIGHT of the input")
     parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--towers", type=int, default=2, choices=[1, 2],
+                        help="4-conv towers per level: 2 = classification + box, as in FCOS/CondInst")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tap", default=None, help="X,Y tap in input pixels (default: the image centre)")
     args = parser.parse_args()
@@ -35,7 +37,8 @@ def main() -> None:
     tap = tuple(int(v) for v in args.tap.split(",")) if args.tap else (width // 2, height // 2)
 
     torch.manual_seed(0)
-    net = calibrated(ResNetFPNTowers(depth=args.depth, channels=args.channels), shape=(1, 3, 256, 320))
+    net = calibrated(ResNetFPNTowers(depth=args.depth, channels=args.channels, towers=args.towers),
+                     shape=(1, 3, 256, 320))
     x = torch.randn(1, 3, height, width)
     tracer = ReceptiveFieldTracer(net)
     queries = {}
@@ -64,7 +67,7 @@ def main() -> None:
     approx = rect_vs_exact(layout, plan, masks)
 
     t_full, t_traced = statistics.median(full_times), statistics.median(traced_times)
-    print(f"R{args.depth}-FPN + 4-conv towers ({args.channels} ch), input {width}x{height}, one query per level "
+    print(f"R{args.depth}-FPN + {args.towers} x 4-conv towers ({args.channels} ch), input {width}x{height}, one query per level "
           f"(tap {tap}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"median of {args.repeats}\n")
     print("| measure | full | traced | traced / full |")

@@ -141,8 +141,8 @@ class TapSegmenter:
         queries: dict[str, Any] = {f"{kind}_p{lvl}": [rc] for kind in GATHER_KINDS for lvl, rc in zip(LEVELS, rows_cols)}
         if self.mask_region == "image":
             queries["mask_feats"] = None
-        plan = self.tracer.plan(tuple(self._x.shape), queries, self._cache)
         out = self.tracer.run(self._x, queries, self._cache)
+        plan = self.tracer.last_plan
         gathered = {kind: torch.stack([out[f"{kind}_p{lvl}"][0][0, :, 0, 0] for lvl in LEVELS], dim=1)
                     for kind in GATHER_KINDS}
         mask_feats = out["mask_feats"][0] if self.mask_region == "image" else None
@@ -187,9 +187,8 @@ class TapSegmenter:
         if self.mask_region == "box":
             rect = self._box_window(cand)
             if use_rft:
-                before = self.tracer.plan(tuple(self._x.shape), {"mask_feats": rect}, self._cache).macs
                 window = self.tracer.run(self._x, {"mask_feats": rect}, self._cache)["mask_feats"][0]
-                macs = before
+                macs = self.tracer.last_plan.macs
             else:
                 window = self._full_out["mask_feats"][..., rect.r0:rect.r1, rect.c0:rect.c1]
             feats = window.new_zeros((*window.shape[:2], *self._full_grid()))

@@ -26,20 +26,24 @@ class Tower(nn.Sequential):
 
 
 class ResNetFPNTowers(nn.Module):
-    """Outputs ``p3 .. p7``: a shared 4-conv tower applied to every FPN level."""
+    """Outputs ``p3 .. p7``: a shared 4-conv tower applied to every FPN level (``towers=2``: a second tower, as
+    FCOS/CondInst have for classification and box regression, whose output is added)."""
 
-    def __init__(self, depth: int = 50, channels: int = 256) -> None:
+    def __init__(self, depth: int = 50, channels: int = 256, towers: int = 1) -> None:
         super().__init__()
         resnet = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         self.body = IntermediateLayerGetter(resnet, {"layer2": "c3", "layer3": "c4", "layer4": "c5"})
         widths = [128, 256, 512] if depth in (18, 34) else [512, 1024, 2048]
         self.fpn = FeaturePyramidNetwork(widths, channels, extra_blocks=LastLevelP6P7(channels, channels))
         self.tower = Tower(channels)
+        self.box_tower = Tower(channels) if towers == 2 else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.fpn(self.body(x))
         names = ["p3", "p4", "p5", "p6", "p7"]
-        return OrderedDict((n, self.tower(f)) for n, f in zip(names, feats.values()))
+        if self.box_tower is None:
+            return OrderedDict((n, self.tower(f)) for n, f in zip(names, feats.values()))
+        return OrderedDict((n, self.tower(f) + self.box_tower(f)) for n, f in zip(names, feats.values()))
 
 
 def calibrated(model: nn.Module, shape: tuple[int, ...] = (2, 3, 96, 128), seed: int = 0) -> nn.Module:

@@ -30,6 +30,7 @@ class Layout:
     info: ShapeInfo
     rules: dict[fx.Node, Rule] = field(default_factory=dict)
     contexts: dict[fx.Node, OpContext] = field(default_factory=dict)
+    _full_macs: dict[str, int] | None = None
 
     def op(self, node: fx.Node) -> OpContext:
         ctx = self.contexts.get(node)
@@ -49,7 +50,9 @@ class Layout:
         return Rect.full(shp[-2], shp[-1]) if len(shp) >= 2 else None
 
     def full_macs(self) -> dict[str, int]:
-        """MACs of every node in the full (untraced) run; ops without a rule count 0."""
+        """MACs of every node in the full (untraced) run; ops without a rule count 0. Computed once."""
+        if self._full_macs is not None:
+            return self._full_macs
         result = {}
         for node in self.cap.gm.graph.nodes:
             if node in self.cap.dynamic and node in self.info.shapes and node.op.startswith("call"):
@@ -57,6 +60,7 @@ class Layout:
                     result[node.name] = self.rule(node).macs(self.op(node), None)
                 except UnsupportedOpError:
                     result[node.name] = 0
+        self._full_macs = result
         return result
 
 

@@ -227,6 +227,12 @@ class ConvRule(SlidingWindowRule):
     _DEFAULTS = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
 
     def params(self, op: OpContext) -> dict[str, Any]:
+        p = op.memo.get("conv_params")
+        if p is None:
+            p = op.memo["conv_params"] = self._params(op)
+        return p
+
+    def _params(self, op: OpContext) -> dict[str, Any]:
         if op.node.op == "call_module":
             m: nn.Conv2d = op.module
             p = {"input": op.node.args[0], "weight": m.weight, "bias": m.bias, "stride": m.stride,
@@ -244,6 +250,12 @@ class ConvRule(SlidingWindowRule):
         return (shp[-2], shp[-1])
 
     def geometry(self, op: OpContext):
+        g = op.memo.get("geometry")
+        if g is None:
+            g = op.memo["geometry"] = self._geometry(op)
+        return g
+
+    def _geometry(self, op: OpContext):
         p = self.params(op)
         kernel = self._kernel(op, p)
         stride, dilation = _pair(p["stride"]), _pair(p["dilation"])

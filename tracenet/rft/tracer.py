@@ -90,6 +90,7 @@ class ReceptiveFieldTracer:
         self._layouts: dict[tuple, Layout] = {}
         self._plans: OrderedDict[tuple, Plan] = OrderedDict()
         self._max_plans = max_plans
+        self.last_plan: Plan | None = None  # the plan of the latest run (its MACs, windows)
 
     # ----------------------------------------------------------------------------------------------- structure
     def layout(self, input_shape: tuple[int, ...]) -> Layout:
@@ -170,6 +171,7 @@ class ReceptiveFieldTracer:
         if cache is not None:
             cache.bind(x)
         plan = self.plan(tuple(x.shape), queries, cache)
+        self.last_plan = plan
         lay = self.layout(tuple(x.shape))
         with torch.no_grad():
             env = execute(lay, plan, x, cache.values if cache is not None else None)

@@ -1,0 +1,1 @@
+"""Efficiency measurements (paper table 3): ``tracenet bench --out DIR``."""
