@@ -303,16 +303,18 @@ class ConvRule(SlidingWindowRule):
                torch.get_num_threads())
         if key not in op.memo:
             p = self.params(op)
-            _src, kernel, stride, _pad, dilation = self.geometry(op)
+            _src, kernel, stride, pad, dilation = self.geometry(op)
             in_shape = op.shape(p["input"])
             w = p["weight"]
             w_shape = op.info.shapes[w] if isinstance(w, fx.Node) else tuple(w.shape)
             dtype = torch.float32
             full_in = torch.zeros((), dtype=dtype).expand(in_shape)
             weight = torch.zeros((), dtype=dtype).expand(w_shape)
-            padding = [0, 0] if isinstance(p["padding"], str) else list(_pair(p["padding"]))
-            backend = torch._C._select_conv_backend(full_in, weight, None, list(stride), padding, list(dilation),
-                                                    False, [0, 0], int(p["groups"]), None)
+            try:
+                backend = torch._C._select_conv_backend(full_in, weight, None, list(stride), list(pad),
+                                                        list(dilation), False, [0, 0], int(p["groups"]), None)
+            except RuntimeError:  # PyTorch refused the shapes: not its oneDNN path
+                backend = None
             if backend == torch._C._ConvBackend.Mkldnn:
                 op.memo[key] = "mkldnn"
             elif _numel(in_shape[1:]) <= self.CANVAS_MAX_NUMEL:
@@ -333,9 +335,10 @@ class ConvRule(SlidingWindowRule):
         in_h, in_w = op.hw(src)
         need = input_window(out, kernel, stride, pad, dilation).clip(in_h, in_w)
         comp = env.get(src)
-        part = crop(comp, need)
-        canvas = part.new_zeros((*part.shape[:-2], in_h, in_w))
-        canvas[..., need.r0:need.r1, need.c0:need.c1] = part
+        ref = comp.value
+        canvas = ref.new_zeros((*ref.shape[:-2], in_h, in_w))
+        if not need.is_empty():  # else the output window lies entirely in the padding
+            canvas[..., need.r0:need.r1, need.c0:need.c1] = crop(comp, need)
         padding = p["padding"] if isinstance(p["padding"], str) else _pair(p["padding"])
         full = F.conv2d(canvas, weight, bias, stride, padding, dilation, groups)
         return full[..., out.r0:out.r1, out.c0:out.c1]
