@@ -1,0 +1,175 @@
+"""``tracenet train`` / ``python -m tracenet.train``: argument parsing around :func:`tracenet.train.train`.
+
+Examples::
+
+    python -m tracenet.train --preset cpu --data ../shared/data/coco-mini --out runs/lite0-cpu
+    python -m tracenet.train --resume runs/lite0-cpu --preset cpu --data ../shared/data/coco-mini --out runs/lite0-cpu
+    torchrun --nproc_per_node 8 -m tracenet.train --preset paper \\
+        --ann coco/annotations/instances_train2017.json --images coco/train2017 --out runs/r50-coco
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from tracenet.train.config import TRAIN_PRESETS, train_preset
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the training options to ``parser``."""
+    parser.add_argument(
+        "--preset", default="cpu", choices=sorted(TRAIN_PRESETS), help="training preset (default: cpu)"
+    )
+    parser.add_argument(
+        "--data", type=Path, help="folder with train.json and images/ (or give --ann and --images)"
+    )
+    parser.add_argument("--ann", type=Path, help="COCO or LVIS instance JSON (overrides --data's train.json)")
+    parser.add_argument("--images", type=Path, help="image folder (overrides --data's images/)")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--lvis", action="store_true", help="the JSON is LVIS (default: auto-detect)")
+    fmt.add_argument("--coco", action="store_true", help="the JSON is COCO (default: auto-detect)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="run folder (checkpoints, metrics, final model)"
+    )
+    parser.add_argument(
+        "--resume", type=Path, help="continue exactly from a checkpoint folder or a run folder"
+    )
+    parser.add_argument(
+        "--iters", type=int, help="override the number of iterations (LR steps and warmup scale with it)"
+    )
+    parser.add_argument("--batch", type=int, help="override the global batch size")
+    parser.add_argument("--lr", type=float, help="override the base learning rate")
+    parser.add_argument(
+        "--model", help="override the model preset (tracenet.model.PRESETS: lite0, r50, r101, ...)"
+    )
+    parser.add_argument(
+        "--backbone-weights",
+        help="ImageNet backbone weights: a local .pth/.safetensors state dict or a torchvision weights name",
+    )
+    parser.add_argument("--seed", type=int, help="override the seed (data order, augmentation, init)")
+    parser.add_argument("--num-workers", type=int, help="data-loader worker processes per rank")
+    parser.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
+    parser.add_argument(
+        "--stop-at", type=int, help="stop after this many iterations (checkpointed; resume later)"
+    )
+    classes = parser.add_mutually_exclusive_group()
+    classes.add_argument("--class-agnostic", action="store_true", default=None, help="one 'object' class")
+    classes.add_argument(
+        "--per-category", dest="class_agnostic", action="store_false", help="one class per category"
+    )
+    parser.add_argument("--fp16", action="store_true", help="store the exported final model in float16")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (CPU training)")
+    parser.add_argument(
+        "--eval-every", type=int, default=0, help="run the evaluation hook every N iterations"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="MODEL.safetensors",
+        help="do not train: export the newest checkpoint of --resume (or --out) as a plain model file and exit",
+    )
+
+
+def _data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    ann, images = args.ann, args.images
+    if args.data is not None:
+        ann = ann or args.data / "train.json"
+        images = images or args.data / "images"
+    if ann is None or images is None:
+        raise SystemExit(
+            "tracenet train: give --data DIR (with train.json and images/) or both --ann and --images"
+        )
+    if not ann.is_file():
+        raise SystemExit(f"tracenet train: annotation file {ann} not found")
+    if not images.is_dir():
+        raise SystemExit(f"tracenet train: image folder {images} not found")
+    return ann, images
+
+
+def _eval_hook(args: argparse.Namespace):
+    """The evaluation callback for ``--eval-every`` (provided by :mod:`tracenet.eval`)."""
+    if not args.eval_every:
+        return None
+    try:
+        from tracenet.eval import make_train_eval_hook
+    except ImportError as err:
+        raise SystemExit(
+            "tracenet train: --eval-every needs tracenet.eval.make_train_eval_hook(ann_file, images_dir), "
+            f"which this installation does not have ({err})"
+        ) from err
+    base = args.data if args.data is not None else (args.ann.parent if args.ann else Path("."))
+    return make_train_eval_hook(base / "val.json", base / "images")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run training from parsed arguments; returns a process exit code."""
+    import torch
+
+    from tracenet.train.trainer import NonFiniteLossError, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.export is not None:
+        from tracenet.train.export import export_model
+
+        path = export_model(args.resume or args.out, args.export, fp16=args.fp16)
+        print(f"tracenet train: exported {path}")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {
+        "max_iters": args.iters,
+        "batch_size": args.batch,
+        "lr": args.lr,
+        "seed": args.seed,
+        "num_workers": args.num_workers,
+        "checkpoint_every": args.checkpoint_every,
+        "class_agnostic": args.class_agnostic,
+    }
+    cfg = train_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
+    if args.fp16:
+        cfg.export_fp16 = True
+    if args.model:
+        cfg.model = args.model
+    if args.backbone_weights:
+        cfg.model_overrides = {**cfg.model_overrides, "backbone_weights": args.backbone_weights}
+        cfg.model_overrides["pretrained_backbone"] = True
+    if args.iters is not None:  # keep the schedule's shape: LR steps scale with the iteration count
+        base = TRAIN_PRESETS[args.preset]
+        cfg.steps = tuple(int(s * args.iters / base.max_iters) for s in base.steps)
+        cfg.warmup_iters = min(base.warmup_iters, args.iters // 10)
+    ann, images = _data_paths(args)
+    data_format = "lvis" if args.lvis else "coco" if args.coco else "auto"
+    try:
+        result = train(
+            cfg,
+            ann_file=ann,
+            images_dir=images,
+            out_dir=args.out,
+            data_format=data_format,
+            resume=args.resume,
+            stop_at=args.stop_at,
+            eval_hook=_eval_hook(args),
+            eval_every=args.eval_every,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except NonFiniteLossError as err:
+        print(f"tracenet train: {err}", file=sys.stderr)
+        return 3
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"tracenet train: wrote {result}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tracenet.train", description="Train a TraceNet model.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
