@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--towers", type=int, default=2, choices=[1, 2],
                         help="4-conv towers per level: 2 = classification + box, as in FCOS/CondInst")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs of each first (allocator, kernels)")
     parser.add_argument("--tap", default=None, help="X,Y tap in input pixels (default: the image centre)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -50,8 +51,11 @@ def main() -> None:
 
     full_times, traced_times = [], []
     with torch.no_grad():
-        full = net(x)  # warm-up, and the reference
+        full = net(x)  # the reference
         got = tracer.gather(x, queries)
+        for _ in range(args.warmup):
+            net(x)
+            tracer.gather(x, queries)
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             net(x)

@@ -27,19 +27,26 @@ def run(args: argparse.Namespace) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
     image = photo(width, height)
     taps = taps_for(width, height)
-    rows = []
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        rows += tracenet_rows(name, image, taps, args.repeats)
-    if not args.no_sam:
-        rows += sam_rows(image, taps, max(1, min(args.repeats, 3)))
     header = (f"Photo {width}x{height}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}, "
               f"{platform.processor() or platform.machine()}; medians of {args.repeats} photos x {len(taps) - 1} "
               "repeat taps. MACs count convolutions, linear layers and pooling.")
-    table = markdown(rows, header)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.md").write_text(table)
-    (args.out / "bench.json").write_text(json.dumps({"width": width, "height": height,
-                                                     "threads": torch.get_num_threads(),
-                                                     "rows": rows_as_json(rows)}, indent=2))
+    rows = []
+
+    def save() -> str:  # after every method, so an interrupted run keeps what it measured
+        table = markdown(rows, header)
+        (args.out / "bench.md").write_text(table)
+        (args.out / "bench.json").write_text(json.dumps({"width": width, "height": height,
+                                                         "threads": torch.get_num_threads(),
+                                                         "rows": rows_as_json(rows)}, indent=2))
+        return table
+
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        rows += tracenet_rows(name, image, taps, args.repeats)
+        save()
+        print(f"measured {name}", flush=True)
+    if not args.no_sam:
+        rows += sam_rows(image, taps, max(1, min(args.repeats, 3)))
+    table = save()
     print(table)
     return 0

@@ -97,11 +97,10 @@ def sam_rows(image: np.ndarray, taps: list[tuple[int, int]], repeats: int) -> li
     rows = []
     for label, builder in _sam_builders().items():
         try:
-            sam = builder().eval()
+            sam = builder().eval().requires_grad_(False)
+            rows.append(_time_sam(label, sam, image, taps, repeats))
         except Exception as exc:  # optional baselines: report, do not fail the table
-            rows.append(Row(label, float("nan"), None, None, float("nan"), float("nan"), notes=f"unavailable: {exc}"))
-            continue
-        rows.append(_time_sam(label, sam, image, taps, repeats))
+            rows.append(Row(label, float("nan"), None, None, float("nan"), float("nan"), notes=f"failed: {exc}"))
     return rows
 
 
@@ -130,7 +129,7 @@ def _time_sam(label: str, sam: torch.nn.Module, image: np.ndarray, taps, repeats
     scale = size / max(h, w)
     x = torch.zeros(1, 3, size, size)
     x[..., : int(h * scale), : int(w * scale)] = torch.nn.functional.interpolate(
-        torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=(int(h * scale), int(w * scale)))
+        torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float(), size=(int(h * scale), int(w * scale)))
     params = sum(p.numel() for p in sam.parameters()) / 1e6
     with torch.no_grad():
         with FlopCounterMode(display=False) as enc_flops:

@@ -26,8 +26,10 @@ from tracenet.eval.methods import TapMethod, TraceNetMethod, from_callable, make
 from tracenet.eval.metrics import aggregate, miou_t, mta
 from tracenet.eval.report import write_outputs
 from tracenet.eval.taps import first_click, instance_bands, simulate_taps
+from tracenet.eval.train_hook import make_train_eval_hook
 
 __all__ = [
+    "make_train_eval_hook",
     "EvalConfig",
     "EvalRun",
     "InstanceResult",
