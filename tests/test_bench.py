@@ -12,7 +12,8 @@ def test_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
                  "--no-sam"]) == 0
     data = json.loads((tmp_path / "bench.json").read_text())
     rows = {r["method"]: r for r in data["rows"]}
-    assert set(rows) == {"TraceNet-lite0", "FullNet-lite0"}
+    assert set(rows) == {"TraceNet-lite0", "FullNet-lite0", "TraceNet-lite0 (mask over box)"}
+    assert 0 <= rows["TraceNet-lite0 (mask over box)"]["extra"]["mask_iou_vs_image"] <= 1
     assert (data["width"], data["height"]) == (96, 64)
     traced, full = rows["TraceNet-lite0"], rows["FullNet-lite0"]
     assert traced["params_m"] == full["params_m"] > 4
