@@ -15,7 +15,8 @@ import torch.fx as fx
 from tracenet.rft.plan import Layout
 from tracenet.rft.regions import Rect
 from tracenet.rft.resample import InterpolateRule, interpolate_params
-from tracenet.rft.rules import PadRule, PassThroughRule, PointwiseRule, SlidingWindowRule
+from tracenet.rft.rules import PadRule, PassThroughRule, PointwiseRule
+from tracenet.rft.sliding import SlidingWindowRule
 
 
 def exact_masks(layout: Layout, outputs: dict[Any, fx.Node], requests: dict[Any, list[tuple[int, int]]]

@@ -14,7 +14,8 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from tracenet.rft.context import OpContext
 from tracenet.rft.errors import TracerError, UnsupportedOpError
 from tracenet.rft.resample import InterpolateRule, is_local_interpolation
-from tracenet.rft.rules import ConvRule, PadRule, PassThroughRule, PointwiseRule, PoolRule, Rule, WholeRule
+from tracenet.rft.rules import PadRule, PassThroughRule, PointwiseRule, Rule, WholeRule
+from tracenet.rft.sliding import ConvRule, PoolRule
 
 POINTWISE, WHOLE, CONV, PAD, INTERP = PointwiseRule(), WholeRule(), ConvRule(), PadRule(), InterpolateRule()
 MAXPOOL, AVGPOOL, PASS = PoolRule("max"), PoolRule("avg"), PassThroughRule()

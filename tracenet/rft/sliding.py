@@ -1,0 +1,267 @@
+"""Sliding-window rules: convolution and pooling (paper eq. 2-3).
+
+The window a strided, padded, dilated kernel needs is computed once per node; the crop is zero- (or -inf-) filled
+where the full run pads, and run through the same kernel the full-size op uses, so values are bit-identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from tracenet.rft.context import OpContext, crop, window
+from tracenet.rft.regions import Rect
+from tracenet.rft.rules import Env, Needs, Rule, _full_value, _materialise, _numel, _pair, call_original
+
+
+def input_window(out: Rect, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
+                 dilation: tuple[int, int]) -> Rect:
+    """Eq. 2-3 of the paper in 2-D: the (unclipped) input window a strided, padded, dilated sliding window needs
+    for the output window ``out``. ``pad`` is the top/left padding."""
+    r0 = out.r0 * stride[0] - pad[0]
+    r1 = (out.r1 - 1) * stride[0] - pad[0] + dilation[0] * (kernel[0] - 1) + 1
+    c0 = out.c0 * stride[1] - pad[1]
+    c1 = (out.c1 - 1) * stride[1] - pad[1] + dilation[1] * (kernel[1] - 1) + 1
+    return Rect(r0, r1, c0, c1)
+
+
+class SlidingWindowRule(Rule):
+    """Shared geometry of convolution and pooling: subclasses provide ``geometry(op) -> (input_node, kernel,
+    stride, top/left padding, dilation)``."""
+
+    def geometry(self, op: OpContext) -> tuple[fx.Node, tuple[int, int], tuple[int, int], tuple[int, int],
+                                               tuple[int, int]]:
+        raise NotImplementedError
+
+    def needs(self, op: OpContext, out: Rect) -> Needs:
+        src, kernel, stride, pad, dilation = self.geometry(op)
+        result: Needs = [(src, input_window(out, kernel, stride, pad, dilation))]
+        result += [(a, None) for a in op.tensor_args() if a is not src]  # dynamic weights / bias: whole
+        return result
+
+
+class ConvRule(SlidingWindowRule):
+    """``nn.Conv2d`` (zero padding) and ``F.conv2d``: crop the input window, zero-fill its overhang, convolve
+    without padding."""
+
+    name = "conv"
+
+    _NAMES = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    _DEFAULTS = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+
+    def params(self, op: OpContext) -> dict[str, Any]:
+        p = op.memo.get("conv_params")
+        if p is None:
+            p = op.memo["conv_params"] = self._params(op)
+        return p
+
+    def _params(self, op: OpContext) -> dict[str, Any]:
+        if op.node.op == "call_module":
+            m: nn.Conv2d = op.module
+            p = {"input": op.node.args[0], "weight": m.weight, "bias": m.bias, "stride": m.stride,
+                 "padding": m.padding, "dilation": m.dilation, "groups": m.groups}
+        else:
+            p = dict(self._DEFAULTS)
+            p.update(zip(self._NAMES, op.node.args))
+            p.update(op.node.kwargs)
+            p = {k: (v if k in ("input", "weight", "bias") else op.resolve(v)) for k, v in p.items()}
+        return p
+
+    def _kernel(self, op: OpContext, p: dict[str, Any]) -> tuple[int, int]:
+        w = p["weight"]
+        shp = op.info.shapes[w] if isinstance(w, fx.Node) else tuple(w.shape)
+        return (shp[-2], shp[-1])
+
+    def geometry(self, op: OpContext):
+        g = op.memo.get("geometry")
+        if g is None:
+            g = op.memo["geometry"] = self._geometry(op)
+        return g
+
+    def _geometry(self, op: OpContext):
+        p = self.params(op)
+        kernel = self._kernel(op, p)
+        stride, dilation = _pair(p["stride"]), _pair(p["dilation"])
+        padding = p["padding"]
+        if padding == "valid":
+            pad = (0, 0)
+        elif padding == "same":
+            pad = tuple((d * (k - 1)) // 2 for d, k in zip(dilation, kernel))
+        else:
+            pad = _pair(padding)
+        return p["input"], kernel, stride, pad, dilation
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
+        p = self.params(op)
+        src, kernel, stride, pad, dilation = self.geometry(op)
+        weight, bias = (_value(op, env, p[k]) for k in ("weight", "bias"))
+        groups = int(p["groups"])
+        comp = env.get(src)
+        if out == Rect.full(*op.hw()) and comp.rect == Rect.full(*op.hw(src)):
+            # the whole map: the original call, no copies (same shapes, so the same kernel as the full run)
+            padding = p["padding"] if isinstance(p["padding"], str) else _pair(p["padding"])
+            return F.conv2d(comp.value, weight, bias, stride, padding, dilation, groups)
+        backend = self.full_run_backend(op)
+        # Compute exactly as the full-size convolution does, so the crop's values are bit-identical to it:
+        # PyTorch picks oneDNN or its native im2col+GEMM kernel by input size, and each sums in its own order.
+        if backend == "canvas":
+            # small map on the native path (GEMM order depends on the matrix size): run at full size on a zero
+            # canvas holding the needed window; only the window's outputs are kept (and counted as full MACs)
+            return self._on_canvas(op, env, p, src, out, kernel, stride, pad, dilation, weight, bias, groups)
+        x = window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0).contiguous()
+        if backend == "mkldnn":
+            if self._full_run_reduces_stride(op, p, kernel, stride):
+                # oneDNN runs such a strided 1x1 convolution as subsample-then-1x1 ("rtus"); do the same
+                x, stride = x[..., :: stride[0], :: stride[1]].contiguous(), (1, 1)
+            return torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, dilation, groups)
+        with torch.backends.mkldnn.flags(enabled=False):
+            return F.conv2d(x, weight, bias, stride, 0, dilation, groups)
+
+    CANVAS_MAX_NUMEL = 65536  # per image: full inputs at most this large run at full size on the native path
+
+    def full_run_backend(self, op: OpContext) -> str:
+        """How the full-size convolution runs: ``"mkldnn"``, ``"canvas"`` (native kernel, small map) or
+        ``"native"``. Decided from shapes with PyTorch's own backend selection, once per node and input shape."""
+        key = ("backend", torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+               torch.get_num_threads())
+        if key not in op.memo:
+            p = self.params(op)
+            _src, kernel, stride, pad, dilation = self.geometry(op)
+            in_shape = op.shape(p["input"])
+            w = p["weight"]
+            w_shape = op.info.shapes[w] if isinstance(w, fx.Node) else tuple(w.shape)
+            dtype = torch.float32
+            full_in = torch.zeros((), dtype=dtype).expand(in_shape)
+            weight = torch.zeros((), dtype=dtype).expand(w_shape)
+            try:
+                backend = torch._C._select_conv_backend(full_in, weight, None, list(stride), list(pad),
+                                                        list(dilation), False, [0, 0], int(p["groups"]), None)
+            except RuntimeError:  # PyTorch refused the shapes: not its oneDNN path
+                backend = None
+            if backend == torch._C._ConvBackend.Mkldnn:
+                op.memo[key] = "mkldnn"
+            elif _numel(in_shape[1:]) <= self.CANVAS_MAX_NUMEL:
+                op.memo[key] = "canvas"
+            else:
+                op.memo[key] = "native"
+        return op.memo[key]
+
+    def _full_run_reduces_stride(self, op: OpContext, p: dict[str, Any], kernel, stride) -> bool:
+        if kernel != (1, 1) or stride == (1, 1) or _pair(p["padding"] if not isinstance(p["padding"], str)
+                                                         else 0) != (0, 0):
+            return False
+        in_h, in_w = op.hw(p["input"])
+        out_h, out_w = op.hw()
+        return out_h * stride[0] == in_h and out_w * stride[1] == in_w
+
+    def _on_canvas(self, op, env, p, src, out, kernel, stride, pad, dilation, weight, bias, groups):
+        in_h, in_w = op.hw(src)
+        need = input_window(out, kernel, stride, pad, dilation).clip(in_h, in_w)
+        comp = env.get(src)
+        ref = comp.value
+        canvas = ref.new_zeros((*ref.shape[:-2], in_h, in_w))
+        if not need.is_empty():  # else the output window lies entirely in the padding
+            canvas[..., need.r0:need.r1, need.c0:need.c1] = crop(comp, need)
+        padding = p["padding"] if isinstance(p["padding"], str) else _pair(p["padding"])
+        full = F.conv2d(canvas, weight, bias, stride, padding, dilation, groups)
+        return full[..., out.r0:out.r1, out.c0:out.c1]
+
+    def macs(self, op: OpContext, out: Rect | None) -> int:
+        p = self.params(op)
+        kh, kw = self._kernel(op, p)
+        shp = op.shape()
+        in_ch = op.shape(p["input"])[1]
+        if out is not None and self.full_run_backend(op) == "canvas":
+            out = None  # runs at full size (see _on_canvas)
+        area = out.area if out is not None else shp[-2] * shp[-1]
+        return shp[0] * shp[1] * area * (in_ch // int(p["groups"])) * kh * kw
+
+
+def _value(op: OpContext, env: Env, v: Any) -> Any:
+    if isinstance(v, fx.Node):
+        if v in op.cap.dynamic:
+            comp = env.get(v)
+            return _full_value(v, comp)
+        return env.eval_const(v)
+    return v
+
+
+class PoolRule(SlidingWindowRule):
+    """``MaxPool2d`` / ``AvgPool2d`` (any kernel, stride, padding, dilation, ``ceil_mode``, ``count_include_pad``,
+    ``divisor_override``). Max pooling fills the overhang with -inf (PyTorch ignores padded positions); average
+    pooling sums the zero-filled window and divides by the divisor the full run uses at each output position."""
+
+    name = "pool"
+
+    _MAX_NAMES = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    _AVG_NAMES = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "max" or "avg"
+
+    def params(self, op: OpContext) -> dict[str, Any]:
+        if op.node.op == "call_module":
+            m = op.module
+            p = {"input": op.node.args[0], "kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding,
+                 "ceil_mode": m.ceil_mode}
+            if self.kind == "max":
+                p.update(dilation=m.dilation, return_indices=m.return_indices)
+            else:
+                p.update(count_include_pad=m.count_include_pad, divisor_override=m.divisor_override)
+        else:
+            names = self._MAX_NAMES if self.kind == "max" else self._AVG_NAMES
+            p = dict(zip(names, op.node.args))
+            p.update(op.node.kwargs)
+            p = {k: (v if k == "input" else op.resolve(v)) for k, v in p.items()}
+        p.setdefault("dilation", 1)
+        p.setdefault("padding", 0)
+        p.setdefault("count_include_pad", True)
+        p.setdefault("divisor_override", None)
+        if p.get("stride") in (None, (), []):
+            p["stride"] = p["kernel_size"]
+        return p
+
+    def geometry(self, op: OpContext):
+        p = self.params(op)
+        return p["input"], _pair(p["kernel_size"]), _pair(p["stride"]), _pair(p["padding"]), _pair(p["dilation"])
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
+        p = self.params(op)
+        src, kernel, stride, pad, dilation = self.geometry(op)
+        comp = env.get(src)
+        if out == Rect.full(*op.hw()) and comp.rect == Rect.full(*op.hw(src)):
+            args = _materialise(op, env, op.node.args, _full_value)
+            return call_original(op, args, _materialise(op, env, op.node.kwargs, _full_value))
+        win = input_window(out, kernel, stride, pad, dilation)
+        if self.kind == "max":
+            x = window(env.get(src), win, op.hw(src), float("-inf"))
+            return F.max_pool2d(x, kernel, stride, 0, dilation, ceil_mode=False)
+        x = window(env.get(src), win, op.hw(src), 0.0)
+        sums = F.avg_pool2d(x, kernel, stride, 0, ceil_mode=False, count_include_pad=True, divisor_override=1)
+        if p["divisor_override"]:
+            return sums / p["divisor_override"]
+        height, width = op.hw(src)
+        div_r = _avg_divisors(out.r0, out.r1, kernel[0], stride[0], pad[0], height, p["count_include_pad"])
+        div_c = _avg_divisors(out.c0, out.c1, kernel[1], stride[1], pad[1], width, p["count_include_pad"])
+        divisor = torch.outer(div_r, div_c).to(sums.dtype)
+        return torch.where(divisor > 0, sums / divisor.clamp_min(1), torch.zeros((), dtype=sums.dtype))
+
+    def macs(self, op: OpContext, out: Rect | None) -> int:
+        kh, kw = _pair(self.params(op)["kernel_size"])
+        shp = op.shape()
+        area = out.area if out is not None else shp[-2] * shp[-1]
+        return shp[0] * shp[1] * area * kh * kw
+
+
+def _avg_divisors(o0: int, o1: int, k: int, s: int, p: int, size: int, include_pad: bool) -> torch.Tensor:
+    """Per-output-index divisor along one axis, as PyTorch's avg_pool2d computes it."""
+    o = torch.arange(o0, o1)
+    start = o * s - p
+    end = torch.clamp(start + k, max=size + p)
+    if include_pad:
+        return (end - start).to(torch.float64)
+    return (torch.clamp(end, max=size) - torch.clamp(start, min=0)).clamp_min(0).to(torch.float64)
