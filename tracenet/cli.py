@@ -53,8 +53,7 @@ def run_segment(args: argparse.Namespace) -> int:
     seg = tracenet.load(str(args.checkpoint) if args.checkpoint else None, **kwargs)
     seg.set_image(args.image)
     union = np.zeros(seg.image_hw, dtype=bool)
-    image = seg._image
-    shown = image
+    shown = seg.image
     for i, tap in enumerate(args.taps):
         res = seg.predict(tap, use_rft=not args.fullnet)
         union |= res.mask

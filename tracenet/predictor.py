@@ -120,6 +120,12 @@ class TapSegmenter:
         self._full_out = None
 
     @property
+    def image(self) -> np.ndarray:
+        """The current photo as ``HxWx3 uint8`` RGB (EXIF rotation applied), at its original size."""
+        self._require_image()
+        return self._image
+
+    @property
     def image_hw(self) -> tuple[int, int]:
         self._require_image()
         return self._image.shape[0], self._image.shape[1]
