@@ -185,7 +185,7 @@ def test_browser_flow_with_the_real_default_model(browser, live_server_cls, arti
 
     with live_server_cls(create_app(warm_up=True)) as server:
         page = browser.new_page(viewport={"width": 1200, "height": 800}, accept_downloads=True)
-        _run_flow(
+        reply = _run_flow(
             page,
             server.url,
             artifacts,
@@ -197,3 +197,6 @@ def test_browser_flow_with_the_real_default_model(browser, live_server_cls, arti
             open_image=lambda p: p.click("[data-testid='example-cat.png']"),
         )
         page.close()
+    # the bundled default model finds the cat under this tap, so the whole flow (overlay, blur, cut-out
+    # download) ran above on the real model
+    assert reply["found"], f"the default model found nothing at the cat's face: {reply.get('reason')}"
