@@ -188,7 +188,7 @@ class TapSegmenter:
             score = best.score if best else 0.0
             return TapResult(mask=empty, score=score, box=(0.0, 0.0, 0.0, 0.0), found=False,
                              reason=f"nothing here: best score {score:.3f} < threshold {self.min_score}")
-        tx, ty = (min(max(int(v * 1.0), 0), n - 1) for v, n in zip(self._from_net(net_xy), (hw[1], hw[0])))
+        tx, ty = (min(max(int(v), 0), n - 1) for v, n in zip(self._from_net(net_xy), (hw[1], hw[0])))
         for cand in candidates:
             if cand.score < self.min_score:
                 break

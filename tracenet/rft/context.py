@@ -72,8 +72,8 @@ class Computed:
 def slice_hw(value: Any, rows: tuple[int, int] | None, cols: tuple[int, int] | None) -> Any:
     """Slice the last two dims of a tensor (or each tensor of a tuple/list)."""
     if isinstance(value, (tuple, list)):
-        return type(value)(slice_hw(v, rows, cols) for v in value) if not hasattr(value, "_fields") else \
-            type(value)(*(slice_hw(v, rows, cols) for v in value))
+        parts = [slice_hw(v, rows, cols) for v in value]
+        return type(value)(*parts) if hasattr(value, "_fields") else type(value)(parts)  # namedtuple or not
     if rows is not None:
         value = value[..., rows[0]:rows[1], :]
     if cols is not None:

@@ -21,6 +21,8 @@ from tracenet.rft.errors import UnsupportedOpError
 from tracenet.rft.regions import Rect
 from tracenet.rft.rules import Rule, WholeRule
 
+_WHOLE = WholeRule()
+
 
 @dataclass
 class Layout:
@@ -147,25 +149,20 @@ def back_trace(layout: Layout, outputs: dict[Any, fx.Node], requests: dict[Any, 
         op = layout.op(node)
         if isinstance(rule, WholeRule):
             rect = layout.full_rect(node)
-        for arg, want in rule.needs(op, rect) if rect is not None else _whole_needs(op):
-            if want is not None:
-                h, w = op.hw(arg)
-                clipped = want.clip(h, w)
-                if clipped.is_empty():  # entirely in padding: keep one real pixel so dtype/shape are known
-                    r, c = min(max(want.r0, 0), h - 1), min(max(want.c0, 0), w - 1)
-                    clipped = Rect(r, r + 1, c, c + 1)
-                want = clipped.union(need[arg]) if need.get(arg) is not None else clipped
-            need[arg] = want if arg not in need or want is None or need[arg] is not None else None
+        # a node whose own output has fewer than two dims needs every tensor input whole
+        for arg, want in (rule if rect is not None else _WHOLE).needs(op, rect):
+            if arg in need and need[arg] is None:
+                continue  # already needed whole (non-spatial)
+            if want is None:
+                need[arg] = None
+                continue
+            h, w = op.hw(arg)
+            clipped = want.clip(h, w)
+            if clipped.is_empty():  # entirely in padding: keep one real pixel so dtype/shape are known
+                r, c = min(max(want.r0, 0), h - 1), min(max(want.c0, 0), w - 1)
+                clipped = Rect(r, r + 1, c, c + 1)
+            need[arg] = clipped.union(need.get(arg))
         steps.append(Step(node, "compute", rule, rect, rule.macs(op, rect)))
     steps.reverse()
     return Plan(input_shape=info.input_shape, requests=dict(requests), outputs=outputs, steps=steps,
                 full_node_macs=layout.full_macs())
-
-
-def _whole_needs(op: OpContext) -> list[tuple[fx.Node, Rect | None]]:
-    """Needs of a node whose own output has fewer than two dims: every tensor input whole."""
-    result = []
-    for arg in op.tensor_args():
-        shp = op.shape(arg)
-        result.append((arg, Rect.full(shp[-2], shp[-1]) if len(shp) >= 2 else None))
-    return result
