@@ -117,6 +117,27 @@ def test_command_line_and_fp16_export(shapes, tmp_path, capsys):
         run(bad)
 
 
+def test_export_records_the_lsj_canvas_as_inference_size(shapes, tmp_path):
+    from tracenet import load
+    from tracenet.data import AugmentConfig
+    from tracenet.train.export import export_model, inference_max_side
+
+    assert inference_max_side(AugmentConfig(resize="lsj", lsj_size=384)) == 384
+    assert inference_max_side({"resize": "lsj", "lsj_size": 512}) == 512
+    assert inference_max_side(AugmentConfig()) is None  # shortest-edge: the predictor's default applies
+    _train(shapes, tmp_path / "r", max_iters=2)
+    cfg_file = tmp_path / "r" / "train_config.json"
+    assert inference_max_side(json.loads(cfg_file.read_text())["augment"]) is None  # smoke trains unresized
+    _, _, meta = read_checkpoint(export_model(tmp_path / "r", tmp_path / "plain.safetensors"))
+    assert "max_side" not in meta
+    run_cfg = json.loads(cfg_file.read_text())
+    run_cfg["augment"].update(resize="lsj", lsj_size=320)
+    cfg_file.write_text(json.dumps(run_cfg))
+    out = export_model(tmp_path / "r", tmp_path / "lsj.safetensors")
+    assert read_checkpoint(out)[2]["max_side"] == 320
+    assert load(out).max_side == 320 and load(out, max_side=200).max_side == 200
+
+
 def test_resume_with_a_changed_lr_follows_the_new_schedule(shapes, tmp_path):
     _train(shapes, tmp_path, max_iters=4, checkpoint_every=2, stop_at=2)
     _train(shapes, tmp_path, max_iters=4, checkpoint_every=2, lr=0.002, resume=tmp_path)

@@ -36,7 +36,7 @@ from tracenet.train.checkpointing import (
 )
 from tracenet.train.config import TrainConfig
 from tracenet.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
-from tracenet.train.export import export_model
+from tracenet.train.export import export_model, inference_max_side
 from tracenet.train.freeze import freeze_early_backbone
 from tracenet.train.schedule import build_optimizer, build_scheduler
 from tracenet.train.train_model import TraceNetTrainModel
@@ -323,6 +323,10 @@ def train(
         return run.last_ckpt  # stopped early
     final = out / "model_final.safetensors"
     if info.is_main:
-        export_model(run.dense, final, cfg=run.model_cfg, fp16=cfg.export_fp16, meta={"step": run.step})
+        meta: dict[str, Any] = {"step": run.step}
+        side = inference_max_side(cfg.augment)
+        if side is not None:
+            meta["max_side"] = side
+        export_model(run.dense, final, cfg=run.model_cfg, fp16=cfg.export_fp16, meta=meta)
     barrier(info)
     return final
