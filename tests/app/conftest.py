@@ -6,71 +6,22 @@ import io
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.standins import FloodFillSegmenter
 
 pytest.importorskip("fastapi", reason="the app needs FastAPI: pip install 'tracenet[app]'")
 pytest.importorskip("multipart", reason="FastAPI forms need python-multipart: pip install 'tracenet[app]'")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx: pip install httpx")
 
 
-@dataclass
-class FakeResult:
-    mask: np.ndarray
-    score: float
-    box: tuple[float, float, float, float]
-
-
-class FloodFillSegmenter:
-    """Segments the uniformly coloured region under the tap (snapped to its 8 px cell, like TraceNet's P3).
-
-    Deliberately *not* thread-safe, like a real stateful predictor: ``set_image`` and ``predict`` sleep a little
-    so that two unsynchronised clients would see each other's image. ``boom_at`` makes a tap raise.
-    """
-
-    cell = 8
-
-    def __init__(self, delay_s: float = 0.002, boom_at: tuple[int, int] | None = None) -> None:
-        self.image: np.ndarray | None = None
-        self.delay_s = delay_s
-        self.boom_at = boom_at
-        self.calls = 0
-
-    def set_image(self, image: np.ndarray) -> None:
-        self.image = None
-        time.sleep(self.delay_s)
-        self.image = np.ascontiguousarray(image)
-
-    def tap_key(self, tap: tuple[int, int]) -> tuple[int, int]:
-        return self._snap(tap)
-
-    def _snap(self, tap: tuple[int, int]) -> tuple[int, int]:
-        h, w = self.image.shape[:2]
-        c = self.cell
-        return min(tap[0] // c * c + c // 2, w - 1), min(tap[1] // c * c + c // 2, h - 1)
-
-    def predict(self, tap: tuple[int, int]) -> FakeResult:
-        if self.boom_at is not None and tuple(tap) == self.boom_at:
-            raise RuntimeError("simulated model failure")
-        self.calls += 1
-        image = self.image
-        time.sleep(self.delay_s)
-        if image is not self.image:
-            raise AssertionError("the image changed during predict: the server did not serialise the model")
-        x, y = self._snap(tap)
-        h, w = image.shape[:2]
-        ff = np.zeros((h + 2, w + 2), np.uint8)
-        flags = 4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (255 << 8)
-        cv2.floodFill(image.copy(), ff, (int(x), int(y)), (0, 0, 0), (8, 8, 8), (8, 8, 8), flags)
-        mask = ff[1:-1, 1:-1] > 0
-        ys, xs = np.nonzero(mask)
-        return FakeResult(
-            mask, 0.9, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-        )
+def app_segmenter(delay_s: float = 0.002, boom_at: tuple[int, int] | None = None) -> FloodFillSegmenter:
+    """The flood-fill stand-in as the app tests use it: tolerance 8, score 0.9, and not thread-safe
+    (``set_image`` / ``predict`` sleep ``delay_s``) so a server that does not serialise the model fails."""
+    return FloodFillSegmenter(tolerance=8, score=0.9, delay_s=delay_s, boom_at=boom_at)
 
 
 def rect_image(
@@ -97,7 +48,7 @@ def helpers():
     """Builders shared by the tests (a fixture, so no test imports this conftest)."""
 
     class H:
-        FloodFillSegmenter = FloodFillSegmenter
+        FloodFillSegmenter = staticmethod(app_segmenter)
         rect_image = staticmethod(rect_image)
         png_bytes = staticmethod(png_bytes)
 
@@ -106,7 +57,7 @@ def helpers():
 
 @pytest.fixture
 def segmenter() -> FloodFillSegmenter:
-    return FloodFillSegmenter()
+    return app_segmenter()
 
 
 @pytest.fixture
