@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["plot_band_curves", "plot_clickable", "plot_qualitative"]
 
 _GT = np.array([0.1, 0.9, 0.2])
-_PRED = np.array([1.0, 0.85, 0.0])
+_PRED = np.array([0.0, 0.85, 1.0])  # cyan: stands out on the warm colours common in photos
 _GOOD = np.array([0.1, 0.35, 1.0])
 _BAD = np.array([1.0, 0.15, 0.1])
 
@@ -80,7 +80,8 @@ def _empty_figure(path: Path, text: str) -> Path:
 
 
 def plot_qualitative(showcases: Sequence[Showcase], path: str | Path) -> Path:
-    """Grid: one row per instance; columns image, ground truth, prediction at each showcased tap."""
+    """Grid: one row per instance; columns image, ground truth, prediction at each showcased tap (prediction
+    tinted cyan, the ground truth's outline in white, the tap as a red star)."""
     path = Path(path)
     if not showcases:
         return _empty_figure(path, "no instance with area >= 32^2 to show")
@@ -98,6 +99,8 @@ def plot_qualitative(showcases: Sequence[Showcase], path: str | Path) -> Path:
         row[1].set_title("ground truth", fontsize=8)
         for ax, (label, (x, y), pred, iou) in zip(row[2:], sc.taps, strict=False):
             ax.imshow(_overlay(sc.image, pred, _PRED))
+            if sc.gt.any():
+                ax.contour(sc.gt.astype(np.float32), levels=[0.5], colors="white", linewidths=0.8)
             ax.plot([x], [y], marker="*", color="red", markersize=10, markeredgecolor="white")
             ax.set_title(f"{label}: IoU {iou:.2f}", fontsize=8)
     fig.tight_layout()
