@@ -130,3 +130,18 @@ def test_tap_key_groups_taps_in_one_p3_cell(segmenter: TapSegmenter) -> None:
     assert segmenter.tap_key((8, 16)) != segmenter.tap_key((16, 16))
     a, b = segmenter.predict((8, 16)), segmenter.predict((15, 23))
     assert np.array_equal(a.mask, b.mask) and a.score == b.score
+
+
+def test_every_pixel_of_a_key_gets_the_same_answer_with_resizing_and_the_covering_check() -> None:
+    """Brute force over whole cells: ``require_tap_inside`` and a resized photo must not break ``tap_key``."""
+    cfg = preset("lite0")
+    seg = TapSegmenter(_calibrate(build_model(cfg), seed=5), cfg, max_side=96, min_score=0.0)
+    seg.set_image(_photo(90, 130))  # resized by 96 / 130
+    answers: dict = {}
+    for y in range(0, 90, 3):
+        for x in range(0, 130, 2):
+            res = seg.predict((x, y), use_rft=False)
+            key = seg.tap_key((x, y))
+            got = (res.found, res.score, res.mask.tobytes())
+            assert answers.setdefault(key, got) == got, f"tap {(x, y)} differs from another tap of key {key}"
+    assert len(answers) > 10

@@ -12,6 +12,7 @@ gives the same candidate and mask.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from tracenet.model import (
     load_checkpoint,
     normalize,
 )
-from tracenet.model.geometry import LEVELS
+from tracenet.model.geometry import LEVELS, STRIDES
 from tracenet.model.postprocess import GATHER_KINDS, Candidate, candidate_mask_probs, rank_candidates
 from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
 
@@ -74,7 +75,8 @@ class TapSegmenter:
         min_score: candidates scoring below this give ``found=False`` ("nothing here").
         mask_region: ``"image"`` runs the mask branch over the whole image (paper); ``"box"`` only over the
             predicted box plus ``box_margin`` P3 cells (less work; the mask is empty outside that window).
-        require_tap_inside: fall back to the next NMS survivor when the best mask does not contain the tap.
+        require_tap_inside: fall back to the next NMS survivor when the best mask does not reach the tap (any
+            pixel of the tap's 8x8 P3 cell, so equal ``tap_key`` -> equal answer).
         fuse_bn: fold BatchNorm into the convolutions before them (faster; same values up to float rounding).
     """
 
@@ -188,15 +190,26 @@ class TapSegmenter:
             score = best.score if best else 0.0
             return TapResult(mask=empty, score=score, box=(0.0, 0.0, 0.0, 0.0), found=False,
                              reason=f"nothing here: best score {score:.3f} < threshold {self.min_score}")
-        tx, ty = (min(max(int(v), 0), n - 1) for v, n in zip(self._from_net(net_xy), (hw[1], hw[0])))
+        cell = self._tap_cell_pixels(net_xy)
         for cand in candidates:
             if cand.score < self.min_score:
                 break
             mask, mask_macs = self._mask(cand, mask_feats, use_rft)
-            if mask[ty, tx] or not self.require_tap_inside:
+            if not self.require_tap_inside or mask[cell].any():
                 return self._result(cand, mask, mask_macs)
         return TapResult(mask=empty, score=best.score, box=self._box(best), found=False,
                          reason="nothing here: no candidate's mask covers the tap")
+
+    def _tap_cell_pixels(self, net_xy: tuple[float, float]) -> tuple[slice, slice]:
+        """``(rows, cols)`` slices of the image pixels in the tap's P3 cell (the 8x8 network-input cell it aligns
+        to, mapped back to the photo). "The mask covers the tap" is tested on this cell rather than on the tapped
+        pixel, so the answer depends on the tap only through :meth:`tap_key` (exact grouping for mTA)."""
+        h, w = self.image_hw
+        row, col = align_tap(net_xy, self.net_hw)[0]
+        s = STRIDES[0]
+        y0, y1 = math.floor(row * s / self._scale), math.ceil((row + 1) * s / self._scale)
+        x0, x1 = math.floor(col * s / self._scale), math.ceil((col + 1) * s / self._scale)
+        return slice(max(0, y0), max(1, min(h, y1))), slice(max(0, x0), max(1, min(w, x1)))
 
     def _mask(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[np.ndarray, int]:
         net_hw = self.net_hw
