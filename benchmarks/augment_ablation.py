@@ -15,7 +15,10 @@ on the first ``--val-images`` val images at its inference size. Interrupted arms
 scored arms are kept in ``ablation.json``. Prints a Markdown table.
 
     python benchmarks/augment_ablation.py --data ../shared/data/coco-mini --out runs/ablation \
-        --reuse "LSJ + copy-paste + flip=training/lite0-cpu-step1000.safetensors"
+        --reuse "LSJ + copy-paste + flip=/tmp/step1000.safetensors"
+
+where ``/tmp/step1000.safetensors`` is the default run's step-1000 export
+(``git show e52aa38:tracenet/weights/default.safetensors``, see ``training/README.md``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def train_arm(name: str, changes: dict, args: argparse.Namespace) -> Path:
     if model_file.is_file():
         return model_file
     base = train_preset("cpu")
-    cfg = train_preset("cpu", augment=dataclasses.replace(base.augment, **changes))
+    cfg = dataclasses.replace(base, augment=dataclasses.replace(base.augment, **changes))
     resume = out if (out / "last_checkpoint").is_file() else None
     ckpt = train(
         cfg,
@@ -63,7 +66,6 @@ def score(model_file: Path, args: argparse.Namespace) -> dict:
     import tracenet
     from tracenet.eval.evaluate import EvalConfig, evaluate_coco
     from tracenet.eval.methods import TraceNetMethod
-
     from tracenet.train import train_preset
     from tracenet.train.export import inference_max_side
 

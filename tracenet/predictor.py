@@ -150,7 +150,7 @@ class TapSegmenter:
         gathered, mask_feats, macs = (self._traced if use_rft else self._full)(rows_cols)
         full_macs = self._full_macs()
         candidates = rank_candidates(gathered, rows_cols)
-        result = self._first_covering(candidates, mask_feats, net_xy, use_rft)
+        result = self._first_covering(candidates, mask_feats, rows_cols[0], use_rft)
         result.macs = macs + result.extras.pop("mask_macs", 0)
         result.full_macs = full_macs
         result.latency_ms = (time.perf_counter() - start) * 1e3
@@ -182,7 +182,8 @@ class TapSegmenter:
         queries = {"mask_feats": None}
         return self.tracer.plan(tuple(self._x.shape), queries).full_macs
 
-    def _first_covering(self, candidates: list[Candidate], mask_feats, net_xy, use_rft: bool) -> TapResult:
+    def _first_covering(self, candidates: list[Candidate], mask_feats, p3_cell: tuple[int, int],
+                        use_rft: bool) -> TapResult:
         hw = self.image_hw
         empty = np.zeros(hw, dtype=bool)
         best = candidates[0] if candidates else None
@@ -190,7 +191,7 @@ class TapSegmenter:
             score = best.score if best else 0.0
             return TapResult(mask=empty, score=score, box=(0.0, 0.0, 0.0, 0.0), found=False,
                              reason=f"nothing here: best score {score:.3f} < threshold {self.min_score}")
-        cell = self._tap_cell_pixels(net_xy)
+        cell = self._cell_pixels(p3_cell)
         for cand in candidates:
             if cand.score < self.min_score:
                 break
@@ -200,12 +201,12 @@ class TapSegmenter:
         return TapResult(mask=empty, score=best.score, box=self._box(best), found=False,
                          reason="nothing here: no candidate's mask covers the tap")
 
-    def _tap_cell_pixels(self, net_xy: tuple[float, float]) -> tuple[slice, slice]:
-        """``(rows, cols)`` slices of the image pixels in the tap's P3 cell (the 8x8 network-input cell it aligns
-        to, mapped back to the photo). "The mask covers the tap" is tested on this cell rather than on the tapped
-        pixel, so the answer depends on the tap only through :meth:`tap_key` (exact grouping for mTA)."""
+    def _cell_pixels(self, p3_cell: tuple[int, int]) -> tuple[slice, slice]:
+        """``(rows, cols)`` slices of the image pixels in the P3 cell ``(row, col)`` the tap aligned to (8x8 on
+        the network input, mapped back to the photo). "The mask covers the tap" is tested on this cell rather than
+        on the tapped pixel, so the answer depends on the tap only through :meth:`tap_key` (exact mTA grouping)."""
         h, w = self.image_hw
-        row, col = align_tap(net_xy, self.net_hw)[0]
+        row, col = p3_cell
         s = STRIDES[0]
         y0, y1 = math.floor(row * s / self._scale), math.ceil((row + 1) * s / self._scale)
         x0, x1 = math.floor(col * s / self._scale), math.ceil((col + 1) * s / self._scale)

@@ -82,7 +82,7 @@ def _run_max_side(model_file: Path) -> int | None:
     """``inference_max_side`` from the ``train_config.json`` of the run that wrote ``model_file``, if any."""
     import json
 
-    for folder in (model_file.parent, *model_file.parents[:3]):
+    for folder in model_file.parents[:3]:  # the checkpoint folder, checkpoints/, the run folder
         cfg_file = folder / "train_config.json"
         if cfg_file.is_file():
             return inference_max_side(json.loads(cfg_file.read_text()).get("augment", {}))
