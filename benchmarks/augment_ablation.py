@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         key = f"{name} @ {args.iters} iterations"
         if key not in results:
             model = Path(reuse[name]) if name in reuse else train_arm(name, ARMS[name], args)
-            results[key] = score(model, args)
+            scored = score(model, args)
+            # re-read before writing: arms may run as parallel processes (``--arms``) sharing this file
+            results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+            results[key] = scored
             results_file.write_text(json.dumps(results, indent=2) + "\n")
     print(f"| augmentation (val, first {args.val_images} images) | mIoU-T | mTA | first-click IoU |")
     print("|---|---:|---:|---:|")

@@ -37,6 +37,9 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-region", choices=["image", "box"], default="image",
                         help="run the mask branch over the whole image (paper) or only the predicted box")
     parser.add_argument("--min-score", type=float, default=None, help="'nothing here' below this score")
+    parser.add_argument("--selection", choices=["auto", "paper", "ranker"], default="auto",
+                        help="candidate choice: paper = NMS top-1 (the paper's rule), ranker = the model's tap "
+                        "ranker; auto (default) = the ranker when the checkpoint has one")
     parser.add_argument("--json", action="store_true", help="print one JSON line per tap instead of text")
 
 
@@ -47,7 +50,7 @@ def run_segment(args: argparse.Namespace) -> int:
     import tracenet
     from tracenet.io import save_mask_png
 
-    kwargs = {"mask_region": args.mask_region}
+    kwargs = {"mask_region": args.mask_region, "selection": args.selection}
     if args.min_score is not None:
         kwargs["min_score"] = args.min_score
     seg = tracenet.load(str(args.checkpoint) if args.checkpoint else None, **kwargs)

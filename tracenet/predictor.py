@@ -34,7 +34,14 @@ from tracenet.model import (
     normalize,
 )
 from tracenet.model.geometry import LEVELS, STRIDES
-from tracenet.model.postprocess import GATHER_KINDS, Candidate, candidate_mask_probs, rank_candidates
+from tracenet.model.postprocess import (
+    GATHER_KINDS,
+    Candidate,
+    all_candidates,
+    candidate_mask_probs,
+    rank_candidates,
+)
+from tracenet.model.tap_ranker import TapRanker, candidate_features
 from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
@@ -75,16 +82,29 @@ class TapSegmenter:
         min_score: candidates scoring below this give ``found=False`` ("nothing here").
         mask_region: ``"image"`` runs the mask branch over the whole image (paper); ``"box"`` only over the
             predicted box plus ``box_margin`` P3 cells (less work; the mask is empty outside that window).
-        require_tap_inside: fall back to the next NMS survivor when the best mask does not reach the tap (any
+        require_tap_inside: fall back to the next candidate when the chosen mask does not reach the tap (any
             pixel of the tap's 8x8 P3 cell, so equal ``tap_key`` -> equal answer).
         fuse_bn: fold BatchNorm into the convolutions before them (faster; same values up to float rounding).
+        ranker: a fitted :class:`~tracenet.model.tap_ranker.TapRanker` (``from_checkpoint`` takes the one stored
+            in the checkpoint, if any).
+        selection: ``"paper"``: NMS 0.6 over ``cls * ctr``, top-1 (the paper's rule); ``"ranker"``: every
+            candidate above ``min_score`` gets its mask and the ranker picks (needs ``ranker``); ``"auto"``:
+            the ranker when there is one, else the paper's rule.
     """
 
     def __init__(self, model: TraceNetDense, cfg: TraceNetConfig, *, max_side: int = 1024, min_score: float = 0.05,
                  mask_region: str = "image", box_margin: int = 2, require_tap_inside: bool = True,
-                 fuse_bn: bool = True, meta: dict[str, Any] | None = None) -> None:
+                 fuse_bn: bool = True, meta: dict[str, Any] | None = None, ranker: TapRanker | None = None,
+                 selection: str = "auto") -> None:
         if mask_region not in ("image", "box"):
             raise ValueError(f"mask_region must be 'image' or 'box', got {mask_region!r}")
+        if selection not in ("auto", "paper", "ranker"):
+            raise ValueError(f"selection must be 'auto', 'paper' or 'ranker', got {selection!r}")
+        if selection == "ranker" and ranker is None:
+            raise ValueError("selection='ranker' needs a tap ranker; this checkpoint has none (fit one with "
+                             "`python -m tracenet.train.tap_ranker`, or use selection='paper')")
+        self.ranker = ranker if selection != "paper" else None
+        self.selection = "ranker" if self.ranker is not None else "paper"
         # inference only: BatchNorm folded into the preceding convolutions (a copy; TraceNet and FullNet both
         # run this same folded network, so they still agree exactly)
         self.model = (fuse_conv_bn(model) if fuse_bn else model).eval()
@@ -109,6 +129,11 @@ class TapSegmenter:
         model, cfg, meta = load_checkpoint(path)
         if "max_side" in meta and "max_side" not in kwargs:
             kwargs["max_side"] = int(meta["max_side"])
+        if "tap_ranker" in meta and "ranker" not in kwargs:
+            try:
+                kwargs["ranker"] = TapRanker.from_dict(meta["tap_ranker"])
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from err
         return cls(model, cfg, meta=meta, **kwargs)
 
     # ------------------------------------------------------------------------------------------------- image
@@ -149,8 +174,11 @@ class TapSegmenter:
         rows_cols = align_tap(net_xy, self.net_hw)
         gathered, mask_feats, macs = (self._traced if use_rft else self._full)(rows_cols)
         full_macs = self._full_macs()
-        candidates = rank_candidates(gathered, rows_cols)
-        result = self._first_covering(candidates, mask_feats, rows_cols[0], use_rft)
+        if self.ranker is not None:
+            result = self._ranked(gathered, rows_cols, mask_feats, use_rft)
+        else:
+            candidates = rank_candidates(gathered, rows_cols)
+            result = self._first_covering(candidates, mask_feats, rows_cols[0], use_rft)
         result.macs = macs + result.extras.pop("mask_macs", 0)
         result.full_macs = full_macs
         result.latency_ms = (time.perf_counter() - start) * 1e3
@@ -195,11 +223,56 @@ class TapSegmenter:
         for cand in candidates:
             if cand.score < self.min_score:
                 break
-            mask, mask_macs = self._mask(cand, mask_feats, use_rft)
+            probs, mask_macs = self._mask_probs(cand, mask_feats, use_rft)
+            mask = self._image_mask(probs)
             if not self.require_tap_inside or mask[cell].any():
                 return self._result(cand, mask, mask_macs)
         return TapResult(mask=empty, score=best.score, box=self._box(best), found=False,
                          reason="nothing here: no candidate's mask covers the tap")
+
+    def _ranked(self, gathered, rows_cols, mask_feats, use_rft: bool) -> TapResult:
+        """The ranker's choice among all candidates scoring at least ``min_score`` (each gets its mask)."""
+        cands = [c for c in all_candidates(gathered, rows_cols) if c.score >= self.min_score]
+        if not cands:
+            best = max((c.score for c in all_candidates(gathered, rows_cols)), default=0.0)
+            return TapResult(mask=np.zeros(self.image_hw, dtype=bool), score=best, box=(0.0, 0.0, 0.0, 0.0),
+                             found=False, reason=f"nothing here: best score {best:.3f} < threshold {self.min_score}")
+        probs, macs = [], 0
+        for cand in cands:
+            p, m = self._mask_probs(cand, mask_feats, use_rft)
+            probs.append(p)
+            macs += m
+        feats = self.candidate_features(cands, probs, rows_cols[0])
+        with torch.no_grad():
+            ranks = self.ranker(feats)
+        order = sorted(range(len(cands)), key=lambda k: (-float(ranks[k]), k))
+        cell = self._cell_pixels(rows_cols[0])
+        for k in order:
+            mask = self._image_mask(probs[k])
+            if not self.require_tap_inside or mask[cell].any():
+                result = self._result(cands[k], mask, macs)
+                result.extras["ranker_score"] = float(ranks[k])
+                return result
+        best = cands[order[0]]
+        return TapResult(mask=np.zeros(self.image_hw, dtype=bool), score=best.score, box=self._box(best),
+                         found=False, reason="nothing here: no candidate's mask covers the tap")
+
+    @staticmethod
+    def candidate_features(cands: list[Candidate], probs: list[torch.Tensor], p3_cell: tuple[int, int]):
+        """:func:`~tracenet.model.tap_ranker.candidate_features` of ``cands`` whose mask probabilities
+        (``[H, W]`` at network-input size) are ``probs``; ``p3_cell`` is the tap's ``(row, col)`` on P3."""
+        r, c = p3_cell
+        s = STRIDES[0]
+        masks = [p > 0.5 for p in probs]
+        return candidate_features(
+            scores=torch.tensor([x.score for x in cands]),
+            cls_probs=torch.tensor([x.cls_prob for x in cands]),
+            ctr_probs=torch.tensor([x.ctr_prob for x in cands]),
+            boxes=torch.tensor([x.box for x in cands]),
+            levels=[x.level for x in cands],
+            mask_areas=torch.tensor([int(m.sum()) for m in masks]),
+            covers=torch.tensor([bool(m[r * s:(r + 1) * s, c * s:(c + 1) * s].any()) for m in masks]),
+        )
 
     def _cell_pixels(self, p3_cell: tuple[int, int]) -> tuple[slice, slice]:
         """``(rows, cols)`` slices of the image pixels in the P3 cell ``(row, col)`` the tap aligned to (8x8 on
@@ -212,7 +285,8 @@ class TapSegmenter:
         x0, x1 = math.floor(col * s / self._scale), math.ceil((col + 1) * s / self._scale)
         return slice(max(0, y0), max(1, min(h, y1))), slice(max(0, x0), max(1, min(w, x1)))
 
-    def _mask(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[np.ndarray, int]:
+    def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[torch.Tensor, int]:
+        """``float32 [H, W]`` mask probabilities at network-input size, and the MACs spent on mask features."""
         net_hw = self.net_hw
         macs = 0
         if self.mask_region == "box":
@@ -232,9 +306,13 @@ class TapSegmenter:
             keep = torch.zeros_like(probs, dtype=torch.bool)
             keep[rect.r0 * MASK_STRIDE:rect.r1 * MASK_STRIDE, rect.c0 * MASK_STRIDE:rect.c1 * MASK_STRIDE] = True
             probs = torch.where(keep, probs, torch.zeros_like(probs))
-        if tuple(net_hw) != tuple(self.image_hw):
+        return probs, macs
+
+    def _image_mask(self, probs: torch.Tensor) -> np.ndarray:
+        """``HxW bool`` mask at the photo's size from network-size probabilities."""
+        if tuple(probs.shape) != tuple(self.image_hw):
             probs = F.interpolate(probs[None, None], size=self.image_hw, mode="bilinear", align_corners=False)[0, 0]
-        return (probs > 0.5).numpy(), macs
+        return (probs > 0.5).numpy()
 
     def _full_grid(self) -> tuple[int, int]:
         h, w = self.net_hw

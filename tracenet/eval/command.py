@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method", default="tracenet", choices=METHOD_NAMES, help="what to evaluate (default tracenet)"
     )
     parser.add_argument("--checkpoint", default=None, help="TraceNet checkpoint (default: the bundled model)")
+    parser.add_argument(
+        "--selection",
+        choices=["auto", "paper", "ranker"],
+        default=None,
+        help="which candidate a tap takes: paper = NMS top-1 of cls*ctr, ranker = the checkpoint's tap ranker, "
+        "auto (default) = the ranker when the checkpoint has one",
+    )
     parser.add_argument("--out", required=True, help="output folder for metrics.json, report.md, plots")
     parser.add_argument("--beta", type=float, default=0.7, help="IoU threshold of mTA (default 0.7)")
     parser.add_argument("--seed", type=int, default=0, help="tap sampling seed (default 0)")
@@ -80,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {what} not found: {path}", file=sys.stderr)
             return 2
     try:
-        method = make_method(args.method, args.checkpoint)
+        load_kwargs = {} if args.selection is None else {"selection": args.selection}
+        method = make_method(args.method, args.checkpoint, **load_kwargs)
         stride = resolve_stride(method, args.mta_stride)
         if stride is not None and stride > 1:
             print(

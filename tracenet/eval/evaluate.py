@@ -244,6 +244,8 @@ def evaluate_coco(method: Any, ann_path: str | Path, images_dir: str | Path, con
     seconds = time.perf_counter() - t_start
 
     metrics: dict[str, Any] = {"method": method.name, "dataset": str(ann_path), "images": str(images_dir)}
+    if getattr(method, "selection", None):
+        metrics["selection"] = method.selection
     metrics.update(aggregate(results))
     metrics.update(
         {

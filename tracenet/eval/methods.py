@@ -128,6 +128,7 @@ class TraceNetMethod:
         self.use_rft = use_rft
         self.name = name or ("tracenet" if use_rft else "fullnet")
         self._shape: tuple[int, int] | None = None
+        self.selection = getattr(segmenter, "selection", None)  # "paper" / "ranker", recorded in metrics.json
         if callable(getattr(segmenter, "tap_key", None)):
             self.group_key = segmenter.tap_key
 
@@ -190,15 +191,17 @@ def predict_taps(
 METHOD_NAMES = ("tracenet", "fullnet", "grabcut")
 
 
-def make_method(name: str, checkpoint: str | None = None) -> Any:
-    """Build a method by name: ``tracenet`` (RFT), ``fullnet`` (no RFT) or ``grabcut`` (OpenCV, no weights)."""
+def make_method(name: str, checkpoint: str | None = None, **load_kwargs: Any) -> Any:
+    """Build a method by name: ``tracenet`` (RFT), ``fullnet`` (no RFT) or ``grabcut`` (OpenCV, no weights).
+    ``load_kwargs`` (e.g. ``selection="paper"``) go to ``tracenet.load`` for the first two."""
     if name == "tracenet":
-        return TraceNetMethod(checkpoint, use_rft=True)
+        return TraceNetMethod(checkpoint, use_rft=True, **load_kwargs)
     if name == "fullnet":
-        return TraceNetMethod(checkpoint, use_rft=False)
+        return TraceNetMethod(checkpoint, use_rft=False, **load_kwargs)
     if name == "grabcut":
-        if checkpoint is not None:
-            raise ValueError("--checkpoint does not apply to --method grabcut (it has no weights); drop it")
+        if checkpoint is not None or load_kwargs:
+            raise ValueError("--checkpoint / --selection do not apply to --method grabcut (it has no weights); "
+                             "drop them")
         from tracenet.eval.baselines import GrabCutMethod
 
         return GrabCutMethod()

@@ -41,7 +41,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 def render_report(m: dict[str, Any], max_categories: int = 40) -> str:
     """Markdown report of a ``metrics.json`` dict."""
     approx = m.get("approximate", {})
-    lines = [f"# Tap evaluation: {m['method']}", ""]
+    selection = f" (candidate choice: {m['selection']})" if m.get("selection") else ""
+    lines = [f"# Tap evaluation: {m['method']}{selection}", ""]
     lines += [
         f"Dataset `{m['dataset']}`, {m['n_images']} images, {m['n_instances']} instances "
         f"({m['n_taps']} band taps), beta = {m['beta']}, seed = {m['seed']}, {fmt(m['seconds'], 1)} s "

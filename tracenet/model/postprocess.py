@@ -34,6 +34,7 @@ class Candidate:
         params: ``float32 Tensor[169]`` dynamic mask-head parameters.
         location_xy: ``(x, y)`` image pixel of the grid cell that predicted it.
         row_col: ``(row, col)`` of that cell in the level's grid.
+        cls_prob, ctr_prob: ``sigmoid(cls)`` and ``sigmoid(ctr)``, the two factors of ``score``.
     """
 
     score: float
@@ -43,6 +44,8 @@ class Candidate:
     params: Tensor
     location_xy: tuple[float, float]
     row_col: tuple[int, int]
+    cls_prob: float = 0.0
+    ctr_prob: float = 0.0
 
 
 def align_tap(xy: tuple[float, float], image_hw: tuple[int, int]) -> list[tuple[int, int]]:
@@ -110,6 +113,39 @@ def _check_gathered(gathered: dict[str, Tensor]) -> None:
             raise ValueError(f"gathered[{kind!r}] must be [{rows}, {len(LEVELS)}], got {tuple(t.shape)}")
 
 
+def all_candidates(gathered: dict[str, Tensor], rows_cols: list[tuple[int, int]]) -> list[Candidate]:
+    """Every one of the tap's ``5 x C`` candidates, in index order ``class * 5 + level - 3`` (no NMS).
+
+    Args:
+        gathered: ``{"cls": [C, 5], "box": [4, 5], "ctr": [1, 5], "ctrl": [169, 5]}`` for one image, column
+            ``j`` = level ``3 + j`` (see :func:`full_gather`); ``box`` holds (l, t, r, b) pixel distances.
+        rows_cols: the 5 aligned ``(row, col)`` cells the columns came from (to place boxes in the image).
+    """
+    _check_gathered(gathered)
+    if len(rows_cols) != len(LEVELS):
+        raise ValueError(f"need one (row, col) per level {LEVELS}, got {len(rows_cols)}")
+    cls = gathered["cls"].float().sigmoid()  # [C, 5]
+    ctr = gathered["ctr"].float().sigmoid()[0]  # [5]
+    loc = [(c * s + s // 2, r * s + s // 2) for (r, c), s in zip(rows_cols, STRIDES, strict=True)]  # (x, y)
+    ltrb = gathered["box"].float().t().tolist()  # [5][4]
+    out = []
+    for class_id in range(cls.shape[0]):
+        for j, level in enumerate(LEVELS):
+            (x, y), (left, top, right, bottom) = loc[j], ltrb[j]
+            out.append(Candidate(
+                score=float(cls[class_id, j] * ctr[j]),
+                class_id=class_id,
+                level=level,
+                box=(x - left, y - top, x + right, y + bottom),
+                params=gathered["ctrl"][:, j].float(),
+                location_xy=(float(x), float(y)),
+                row_col=tuple(rows_cols[j]),
+                cls_prob=float(cls[class_id, j]),
+                ctr_prob=float(ctr[j]),
+            ))
+    return out
+
+
 def rank_candidates(
     gathered: dict[str, Tensor],
     rows_cols: list[tuple[int, int]],
@@ -125,36 +161,12 @@ def rank_candidates(
         rows_cols: the 5 aligned ``(row, col)`` cells the columns came from (to place boxes in the image).
         iou_threshold: NMS IoU threshold (paper: 0.6).
     """
-    _check_gathered(gathered)
-    if len(rows_cols) != len(LEVELS):
-        raise ValueError(f"need one (row, col) per level {LEVELS}, got {len(rows_cols)}")
-    cls = gathered["cls"].float()
-    num_classes = cls.shape[0]
-    if num_classes == 0:
+    cands = all_candidates(gathered, rows_cols)
+    if not cands:
         return []
-    scores = (cls.sigmoid() * gathered["ctr"].float().sigmoid()).reshape(-1)  # [C * 5], index = c * 5 + j
-    loc = torch.tensor(
-        [[c * s + s // 2, r * s + s // 2] for (r, c), s in zip(rows_cols, STRIDES, strict=True)],
-        dtype=torch.float32,
-        device=cls.device,
-    )  # [5, 2] (x, y)
-    ltrb = gathered["box"].float().t()  # [5, 4]
-    level_boxes = torch.cat([loc - ltrb[:, :2], loc + ltrb[:, 2:]], dim=1)  # [5, 4] x0 y0 x1 y1
-    boxes = level_boxes.repeat(num_classes, 1)  # [C * 5, 4], same index order as scores
-    result = []
-    for best in nms(boxes, scores, iou_threshold).tolist():
-        class_id, j = divmod(best, len(LEVELS))
-        x0, y0, x1, y1 = (float(v) for v in boxes[best])
-        result.append(Candidate(
-            score=float(scores[best]),
-            class_id=class_id,
-            level=LEVELS[j],
-            box=(x0, y0, x1, y1),
-            params=gathered["ctrl"][:, j].float(),
-            location_xy=(float(loc[j, 0]), float(loc[j, 1])),
-            row_col=tuple(rows_cols[j]),
-        ))
-    return result
+    scores = (gathered["cls"].float().sigmoid() * gathered["ctr"].float().sigmoid()).reshape(-1)  # [C * 5]
+    boxes = torch.tensor([c.box for c in cands], dtype=torch.float32, device=scores.device)
+    return [cands[i] for i in nms(boxes, scores, iou_threshold).tolist()]
 
 
 def select_candidate(

@@ -1,0 +1,224 @@
+"""Fit a :class:`~tracenet.model.tap_ranker.TapRanker` for a trained model on training images.
+
+Every (instance, band tap) of the paper's tap protocol on the training images gives one example: the tap's
+candidates (all ``5 x C`` scoring at least the predictor's ``min_score``), their features, and each candidate
+mask's intersection and union with the tapped instance. The ranker is fitted (full batch, Adam, fixed seed) to
+maximise a soft version of what the evaluation measures: with ``p = softmax(ranker scores)`` over a tap's
+candidates, the pooled ``sum p * inter / sum p * union`` (mIoU-T) plus the area-weighted share of taps whose
+candidate reaches IoU 0.7 (mTA).
+
+    python -m tracenet.train.tap_ranker --model tracenet/weights/default.safetensors \\
+        --data ../shared/data/coco-mini --out ranked.safetensors
+
+The output is the input checkpoint (same tensors, same storage dtype) with the ranker in its metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tracenet.model.tap_ranker import FEATURE_NAMES, TapRanker, mlp_scores
+
+__all__ = ["TapExamples", "collect_tap_examples", "fit_tap_ranker", "main", "soft_objective"]
+
+IOU_GOOD = 0.7  # the paper's mTA threshold
+
+
+@dataclass
+class TapExamples:
+    """``N`` taps with up to ``K`` candidates each (padding has ``valid = False``).
+
+    Attributes:
+        features: ``float32 [N, K, F]`` (``F = len(FEATURE_NAMES)``).
+        inter, union: ``float64 [N, K]`` pixel counts of each candidate mask with the tapped instance.
+        valid: ``bool [N, K]``.
+        gt_area: ``float64 [N]`` pixels of the tapped instance.
+        image_index: ``int [N]`` which image (0-based, in the order collected) the tap is on.
+    """
+
+    features: torch.Tensor
+    inter: torch.Tensor
+    union: torch.Tensor
+    valid: torch.Tensor
+    gt_area: torch.Tensor
+    image_index: torch.Tensor
+
+    def subset(self, keep: torch.Tensor) -> TapExamples:
+        """The taps where ``keep [N] bool`` is True."""
+        return TapExamples(*(t[keep] for t in (self.features, self.inter, self.union, self.valid, self.gt_area,
+                                               self.image_index)))
+
+
+def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path, *, max_images: int | None = None,
+                         seed: int = 0, progress: bool = True) -> TapExamples:
+    """Run ``segmenter`` (a :class:`~tracenet.predictor.TapSegmenter`, FullNet path) on the band taps of every
+    non-crowd instance of the first ``max_images`` images of a COCO JSON; see :class:`TapExamples`."""
+    from pycocotools.coco import COCO
+    from tqdm import tqdm
+
+    from tracenet.eval.evaluate import _image_list, _load_image
+    from tracenet.eval.taps import simulate_taps
+    from tracenet.model import align_tap, full_gather
+    from tracenet.model.postprocess import all_candidates
+
+    ann_file, images_dir = Path(ann_file), Path(images_dir)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(ann_file))
+    rows: list[tuple] = []
+    work = _image_list(coco, max_images)
+    for index, (img_id, anns, _) in enumerate(tqdm(work, desc="ranker taps", unit="img", disable=not progress,
+                                                   file=sys.stderr)):
+        image = _load_image(coco.loadImgs(img_id)[0], images_dir, ann_file)
+        segmenter.set_image(image)
+        with torch.no_grad():
+            full = segmenter.model(segmenter._x)
+        per_cell: dict[tuple, tuple] = {}  # (rows_cols) -> (features, image masks)
+        for ann in anns:
+            gt = coco.annToMask(ann).astype(bool)
+            if not gt.any():
+                continue
+            gt_area = int(gt.sum())
+            for _, xy in simulate_taps(gt, seed=seed, instance_id=ann["id"]).band_taps.flat():
+                rows_cols = align_tap(segmenter._to_net(xy), segmenter.net_hw)
+                key = tuple(rows_cols)
+                if key not in per_cell:
+                    cands = [c for c in all_candidates(full_gather(full, rows_cols), rows_cols)
+                             if c.score >= segmenter.min_score]
+                    probs = [segmenter._mask_probs(c, full["mask_feats"], use_rft=False)[0] for c in cands]
+                    feats = segmenter.candidate_features(cands, probs, rows_cols[0]) if cands else None
+                    per_cell[key] = (feats, [segmenter._image_mask(p) for p in probs])
+                feats, masks = per_cell[key]
+                inter = [int((m & gt).sum()) for m in masks]
+                union = [gt_area + int(m.sum()) - i for m, i in zip(masks, inter)]
+                rows.append((feats, inter, union, gt_area, index))
+    return _stack(rows)
+
+
+def _stack(rows: list[tuple]) -> TapExamples:
+    n, k = len(rows), max((len(r[1]) for r in rows), default=1) or 1
+    features = torch.zeros(n, k, len(FEATURE_NAMES))
+    inter = torch.zeros(n, k, dtype=torch.float64)
+    union = torch.ones(n, k, dtype=torch.float64)
+    valid = torch.zeros(n, k, dtype=torch.bool)
+    for i, (feats, it, un, _, _) in enumerate(rows):
+        m = len(it)
+        if m:
+            features[i, :m] = feats
+            inter[i, :m] = torch.tensor(it, dtype=torch.float64)
+            union[i, :m] = torch.tensor(un, dtype=torch.float64)
+            valid[i, :m] = True
+    gt_area = torch.tensor([r[3] for r in rows], dtype=torch.float64)
+    image_index = torch.tensor([r[4] for r in rows], dtype=torch.long)
+    return TapExamples(features, inter, union, valid, gt_area, image_index)
+
+
+def soft_objective(logits: torch.Tensor, ex: TapExamples) -> torch.Tensor:
+    """Soft pooled mIoU-T plus soft area-weighted mTA (to maximise) of ``logits [N, K]`` on ``ex``."""
+    logits = logits.masked_fill(~ex.valid, -1e9)
+    p = logits.softmax(dim=1).double() * ex.valid.any(dim=1, keepdim=True)
+    union_if_empty = ex.gt_area * (~ex.valid.any(dim=1))  # a tap with no candidate: empty mask
+    miou_t = (p * ex.inter).sum() / ((p * ex.union).sum() + union_if_empty.sum())
+    good = torch.sigmoid((ex.inter / ex.union - IOU_GOOD) * 50.0)
+    mta = (ex.gt_area[:, None] * p * good).sum() / ex.gt_area.sum()
+    return miou_t + mta
+
+
+def choice_metrics(choice: torch.Tensor, ex: TapExamples) -> dict[str, float]:
+    """Pooled mIoU-T and area-weighted share of IoU >= 0.7 when tap ``i`` takes candidate ``choice[i]``
+    (``-1``: empty mask)."""
+    idx = torch.arange(len(choice))
+    c = choice.clamp(min=0)
+    took = choice >= 0
+    inter = torch.where(took, ex.inter[idx, c], torch.zeros_like(ex.gt_area))
+    union = torch.where(took, ex.union[idx, c], ex.gt_area)
+    good = (inter / union) >= IOU_GOOD
+    return {"miou_t": float(inter.sum() / union.sum()),
+            "mta_taps": float((ex.gt_area * good).sum() / ex.gt_area.sum())}
+
+
+def ranker_choice(ranker: TapRanker, ex: TapExamples) -> torch.Tensor:
+    """Index of the ranker's pick per tap (``-1`` where a tap has no candidate)."""
+    with torch.no_grad():
+        s = ranker(ex.features).masked_fill(~ex.valid, -float("inf"))
+    return torch.where(ex.valid.any(dim=1), s.argmax(dim=1), torch.full_like(s[:, 0], -1, dtype=torch.long))
+
+
+def fit_tap_ranker(ex: TapExamples, *, hidden: int = 16, iters: int = 600, lr: float = 0.01,
+                   weight_decay: float = 1e-4, seed: int = 0, info: dict | None = None) -> TapRanker:
+    """Fit a ranker (``hidden = 0``: linear) maximising :func:`soft_objective` on ``ex``."""
+    if not ex.valid.any():
+        raise ValueError("no tap has a candidate: nothing to fit the ranker on")
+    gen = torch.Generator().manual_seed(seed)
+    flat = ex.features[ex.valid]
+    mean, std = flat.mean(0), flat.std(0).clamp(min=1e-3)
+    dims = [len(FEATURE_NAMES)] + ([hidden] if hidden else []) + [1]
+    layers = []
+    for d_in, d_out in zip(dims, dims[1:]):
+        bound = 1.0 / d_in**0.5
+        w = (torch.rand(d_out, d_in, generator=gen) * 2 - 1) * bound
+        layers.append((w.requires_grad_(), torch.zeros(d_out, requires_grad=True)))
+    params = [t for wb in layers for t in wb]
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    for _ in range(iters):
+        loss = -soft_objective(mlp_scores(ex.features, mean, std, layers), ex)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return TapRanker(mean, std, [(w.detach().clone(), b.detach().clone()) for w, b in layers], dict(info or {}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, required=True, help="TraceNet .safetensors checkpoint")
+    p.add_argument("--data", type=Path, required=True, help="folder with train.json and images/")
+    p.add_argument("--ann", default="train.json", help="annotation file inside --data (default train.json)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint to write (model + ranker)")
+    p.add_argument("--max-images", type=int, default=None, help="only the first N images")
+    p.add_argument("--hidden", type=int, default=16, help="hidden units (0: linear; default 16)")
+    p.add_argument("--holdout", type=float, default=0.2,
+                   help="share of images held out to report the ranker against the paper's rule (default 0.2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import tracenet
+    from tracenet.model import load_checkpoint, read_checkpoint, save_checkpoint
+
+    seg = tracenet.load(args.model, selection="paper")
+    ex = collect_tap_examples(seg, args.data / args.ann, args.data / "images", max_images=args.max_images)
+    n_img = int(ex.image_index.max()) + 1
+    held = ex.image_index >= n_img - int(round(args.holdout * n_img))
+    report = {}
+    if held.any() and (~held).any():
+        probe = fit_tap_ranker(ex.subset(~held), hidden=args.hidden)
+        paper = paper_choice(ex.subset(held))
+        report = {"holdout_images": int(n_img - int(ex.image_index[held].min())),
+                  "holdout_paper": choice_metrics(paper, ex.subset(held)),
+                  "holdout_ranker": choice_metrics(ranker_choice(probe, ex.subset(held)), ex.subset(held))}
+        print(f"held-out images: paper's rule {report['holdout_paper']}, ranker {report['holdout_ranker']}")
+    info = {"data": str(args.data / args.ann), "images": n_img, "taps": len(ex.gt_area), "hidden": args.hidden,
+            **report}
+    ranker = fit_tap_ranker(ex, hidden=args.hidden, info=info)
+    print(f"all {n_img} images (fitted on): ranker {choice_metrics(ranker_choice(ranker, ex), ex)}")
+    model, cfg, meta = load_checkpoint(args.model)
+    stored = next((t.dtype for t in read_checkpoint(args.model)[0].values() if t.is_floating_point()), torch.float32)
+    save_checkpoint(args.out, model, cfg, {**meta, "tap_ranker": ranker.to_dict()}, dtype=stored)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def paper_choice(ex: TapExamples) -> torch.Tensor:
+    """Stand-in for the paper's rule on collected examples: the highest ``cls * ctr`` candidate (feature 0 is
+    its logit). NMS does not change the top-1; the predictor's covering fallback is not modelled."""
+    s = ex.features[..., 0].masked_fill(~ex.valid, -float("inf"))
+    return torch.where(ex.valid.any(dim=1), s.argmax(dim=1), torch.full_like(s[:, 0], -1, dtype=torch.long))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
