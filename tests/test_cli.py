@@ -64,3 +64,20 @@ def test_unreadable_image_and_wrong_checkpoint_are_reported(tmp_path: Path) -> N
     proc = _tracenet("segment", str(EXAMPLES / "cat.png"), "--tap", "1,1", "--out", str(tmp_path / "m.png"),
                      "--checkpoint", str(pickle_file))
     assert proc.returncode == 2 and "not a TraceNet checkpoint" in proc.stderr
+
+
+def test_selection_flag_switches_between_the_ranker_and_the_papers_rule(tmp_path: Path) -> None:
+    """On this tap of coffee.png the bundled ranker and the paper's NMS top-1 pick different candidates; each CLI
+    choice must match the library's answer for it."""
+    tap = (320, 140)
+    for selection in ("ranker", "paper"):
+        out = tmp_path / f"{selection}.png"
+        proc = _tracenet("segment", str(EXAMPLES / "coffee.png"), "--tap", f"{tap[0]},{tap[1]}", "--out", str(out),
+                         "--selection", selection, "--json")
+        assert proc.returncode == 0, proc.stderr
+        seg = tracenet.load(selection=selection)
+        seg.set_image(EXAMPLES / "coffee.png")
+        expected = seg.predict(tap).mask
+        assert np.array_equal(np.array(Image.open(out)) > 0, expected)
+        assert json.loads(proc.stdout)["level"] == seg.predict(tap).level
+    assert not np.array_equal(np.array(Image.open(tmp_path / "ranker.png")), np.array(Image.open(tmp_path / "paper.png")))
