@@ -212,13 +212,9 @@ class TapSegmenter:
 
     def _first_covering(self, candidates: list[Candidate], mask_feats, p3_cell: tuple[int, int],
                         use_rft: bool) -> TapResult:
-        hw = self.image_hw
-        empty = np.zeros(hw, dtype=bool)
         best = candidates[0] if candidates else None
         if best is None or best.score < self.min_score:
-            score = best.score if best else 0.0
-            return TapResult(mask=empty, score=score, box=(0.0, 0.0, 0.0, 0.0), found=False,
-                             reason=f"nothing here: best score {score:.3f} < threshold {self.min_score}")
+            return self._below_threshold(best.score if best else 0.0)
         cell = self._cell_pixels(p3_cell)
         for cand in candidates:
             if cand.score < self.min_score:
@@ -227,22 +223,36 @@ class TapSegmenter:
             mask = self._image_mask(probs)
             if not self.require_tap_inside or mask[cell].any():
                 return self._result(cand, mask, mask_macs)
-        return TapResult(mask=empty, score=best.score, box=self._box(best), found=False,
-                         reason="nothing here: no candidate's mask covers the tap")
+        return self._uncovered(best)
 
-    def _ranked(self, gathered, rows_cols, mask_feats, use_rft: bool) -> TapResult:
-        """The ranker's choice among all candidates scoring at least ``min_score`` (each gets its mask)."""
-        cands = [c for c in all_candidates(gathered, rows_cols) if c.score >= self.min_score]
-        if not cands:
-            best = max((c.score for c in all_candidates(gathered, rows_cols)), default=0.0)
-            return TapResult(mask=np.zeros(self.image_hw, dtype=bool), score=best, box=(0.0, 0.0, 0.0, 0.0),
-                             found=False, reason=f"nothing here: best score {best:.3f} < threshold {self.min_score}")
+    def _below_threshold(self, score: float) -> TapResult:
+        return TapResult(mask=np.zeros(self.image_hw, dtype=bool), score=score, box=(0.0, 0.0, 0.0, 0.0),
+                         found=False, reason=f"nothing here: best score {score:.3f} < threshold {self.min_score}")
+
+    def _uncovered(self, best: Candidate) -> TapResult:
+        return TapResult(mask=np.zeros(self.image_hw, dtype=bool), score=best.score, box=self._box(best),
+                         found=False, reason="nothing here: no candidate's mask covers the tap")
+
+    def ranker_inputs(self, gathered, rows_cols, mask_feats, use_rft: bool):
+        """What the ranker sees at a tap: the candidates scoring at least ``min_score`` (all ``5 x C`` from
+        :func:`~tracenet.model.postprocess.all_candidates`), their mask probabilities (``float32 [H, W]`` at
+        network-input size), their ``[K, F]`` features, the MACs spent on mask features, and the best score of
+        all candidates. Shared with ranker fitting (``tracenet.train.tap_ranker``) so both see the same inputs."""
+        every = all_candidates(gathered, rows_cols)
+        cands = [c for c in every if c.score >= self.min_score]
         probs, macs = [], 0
         for cand in cands:
             p, m = self._mask_probs(cand, mask_feats, use_rft)
             probs.append(p)
             macs += m
-        feats = self.candidate_features(cands, probs, rows_cols[0])
+        feats = self.candidate_features(cands, probs, rows_cols[0]) if cands else None
+        return cands, probs, feats, macs, max((c.score for c in every), default=0.0)
+
+    def _ranked(self, gathered, rows_cols, mask_feats, use_rft: bool) -> TapResult:
+        """The ranker's choice among all candidates scoring at least ``min_score`` (each gets its mask)."""
+        cands, probs, feats, macs, best_score = self.ranker_inputs(gathered, rows_cols, mask_feats, use_rft)
+        if not cands:
+            return self._below_threshold(best_score)
         with torch.no_grad():
             ranks = self.ranker(feats)
         order = sorted(range(len(cands)), key=lambda k: (-float(ranks[k]), k))
@@ -253,9 +263,7 @@ class TapSegmenter:
                 result = self._result(cands[k], mask, macs)
                 result.extras["ranker_score"] = float(ranks[k])
                 return result
-        best = cands[order[0]]
-        return TapResult(mask=np.zeros(self.image_hw, dtype=bool), score=best.score, box=self._box(best),
-                         found=False, reason="nothing here: no candidate's mask covers the tap")
+        return self._uncovered(cands[order[0]])
 
     @staticmethod
     def candidate_features(cands: list[Candidate], probs: list[torch.Tensor], p3_cell: tuple[int, int]):

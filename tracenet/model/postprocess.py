@@ -164,8 +164,8 @@ def rank_candidates(
     cands = all_candidates(gathered, rows_cols)
     if not cands:
         return []
-    scores = (gathered["cls"].float().sigmoid() * gathered["ctr"].float().sigmoid()).reshape(-1)  # [C * 5]
-    boxes = torch.tensor([c.box for c in cands], dtype=torch.float32, device=scores.device)
+    scores = torch.tensor([c.score for c in cands], dtype=torch.float32)
+    boxes = torch.tensor([c.box for c in cands], dtype=torch.float32)
     return [cands[i] for i in nms(boxes, scores, iou_threshold).tolist()]
 
 

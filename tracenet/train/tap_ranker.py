@@ -65,8 +65,7 @@ def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path
 
     from tracenet.eval.evaluate import _image_list, _load_image
     from tracenet.eval.taps import simulate_taps
-    from tracenet.model import align_tap, full_gather
-    from tracenet.model.postprocess import all_candidates
+    from tracenet.model import align_tap
 
     ann_file, images_dir = Path(ann_file), Path(images_dir)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -77,8 +76,6 @@ def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path
                                                    file=sys.stderr)):
         image = _load_image(coco.loadImgs(img_id)[0], images_dir, ann_file)
         segmenter.set_image(image)
-        with torch.no_grad():
-            full = segmenter.model(segmenter._x)
         per_cell: dict[tuple, tuple] = {}  # (rows_cols) -> (features, image masks)
         for ann in anns:
             gt = coco.annToMask(ann).astype(bool)
@@ -89,10 +86,8 @@ def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path
                 rows_cols = align_tap(segmenter._to_net(xy), segmenter.net_hw)
                 key = tuple(rows_cols)
                 if key not in per_cell:
-                    cands = [c for c in all_candidates(full_gather(full, rows_cols), rows_cols)
-                             if c.score >= segmenter.min_score]
-                    probs = [segmenter._mask_probs(c, full["mask_feats"], use_rft=False)[0] for c in cands]
-                    feats = segmenter.candidate_features(cands, probs, rows_cols[0]) if cands else None
+                    gathered, mask_feats, _ = segmenter._full(rows_cols)  # one full run per image, cached
+                    _, probs, feats, _, _ = segmenter.ranker_inputs(gathered, rows_cols, mask_feats, use_rft=False)
                     per_cell[key] = (feats, [segmenter._image_mask(p) for p in probs])
                 feats, masks = per_cell[key]
                 inter = [int((m & gt).sum()) for m in masks]
