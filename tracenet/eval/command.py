@@ -1,4 +1,10 @@
-"""``tracenet eval``: evaluate a method on a COCO JSON and write ``metrics.json``, ``report.md`` and plots.
+"""``tracenet eval``: evaluate a method on a COCO JSON or a folder benchmark and write ``metrics.json``,
+``report.md`` and plots.
+
+    tracenet eval --ann VAL.json [--images DIR] ... --out OUT          # COCO / LVIS-style JSON
+    tracenet eval --images DIR --masks DIR ... --out OUT               # GrabCut / Berkeley / DAVIS layout
+    tracenet eval ... --shard 2/4 --out OUT/shard2                     # every 4th image from the 2nd; then
+    python -m tracenet.eval.merge OUT/shard1 ... OUT/shard4 --out OUT  # = the single run's numbers
 
 Wiring into a CLI::
 
@@ -16,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "summary_line"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,12 +30,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tracenet.eval.methods import METHOD_NAMES
 
     parser.add_argument(
-        "--ann", required=True, help="COCO instances JSON (e.g. ../shared/data/coco-mini/val.json)"
+        "--ann", default=None, help="COCO instances JSON (e.g. ../shared/data/coco-mini/val.json)"
+    )
+    parser.add_argument(
+        "--masks",
+        default=None,
+        help="folder benchmark instead of --ann: one mask PNG per image, <stem>.png, uint8 0 = background, "
+        "128 = unknown (left out of IoU), 255 = object (e.g. ../shared/data/interactive/GrabCut/masks)",
     )
     parser.add_argument(
         "--images",
         default=None,
-        help="folder of the JSON's file_name entries (default: an images/ folder next to --ann)",
+        help="image folder: the JSON's file_name entries, or <stem>.jpg|jpeg|png for --masks (default: an "
+        "images/ folder next to --ann or --masks)",
+    )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="evaluate only every N-th image from the I-th (1-based), e.g. 2/4; combine the shard folders with "
+        "python -m tracenet.eval.merge (identical numbers to one run)",
     )
     parser.add_argument(
         "--method", default="tracenet", choices=METHOD_NAMES, help="what to evaluate (default tracenet)"
@@ -73,20 +93,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation described by ``args``; 0 on success, 2 on a user error (message on stderr)."""
-    from tracenet.eval.evaluate import EvalConfig, evaluate_coco, resolve_stride
+    from tracenet.eval.evaluate import EvalConfig, evaluate, load_coco_benchmark, resolve_stride
+    from tracenet.eval.folder import load_folder_benchmark
     from tracenet.eval.methods import make_method
-    from tracenet.eval.report import fmt, write_outputs
+    from tracenet.eval.records import parse_shard
+    from tracenet.eval.report import write_outputs
 
-    ann = Path(args.ann)
-    images = Path(args.images) if args.images else ann.parent / "images"
+    if (args.ann is None) == (args.masks is None):
+        print(
+            "error: give either --ann JSON (COCO) or --masks DIR (folder benchmark), not both",
+            file=sys.stderr,
+        )
+        return 2
+    source = Path(args.ann or args.masks)
+    images = Path(args.images) if args.images else source.parent / "images"
     if not 0 < args.beta <= 1:
         print(f"error: --beta must be in (0, 1], got {args.beta}", file=sys.stderr)
         return 2
-    for path, what in ((ann, "--ann file"), (images, "--images folder")):
+    source_flag = "--ann file" if args.ann else "--masks folder"
+    for path, what in ((source, source_flag), (images, "--images folder")):
         if not path.exists():
             print(f"error: {what} not found: {path}", file=sys.stderr)
             return 2
     try:
+        shard = None if args.shard is None else parse_shard(args.shard)
+        if args.ann:
+            benchmark = load_coco_benchmark(source, images)
+        else:
+            benchmark = load_folder_benchmark(images, source)
         load_kwargs = {} if args.selection is None else {"selection": args.selection}
         method = make_method(args.method, args.checkpoint, **load_kwargs)
         stride = resolve_stride(method, args.mta_stride)
@@ -104,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
             n_showcase=args.showcase,
             check_group_key=args.check_group_key,
             progress=not args.quiet,
+            shard=shard,
         )
-        result = evaluate_coco(method, ann, images, config)
+        result = evaluate(method, benchmark, config)
     except ImportError as exc:
         print(f"error: method {args.method!r} is not available here: {exc}", file=sys.stderr)
         return 2
@@ -114,10 +149,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     path = write_outputs(result, args.out, plots=not args.no_plots)
     m = result.metrics
-    approx = " (approximate)" if m["approximate"]["mta"] else ""
-    print(
-        f"{m['method']}: mIoU-T {fmt(m['miou_t'])}, mTA {fmt(m['mta'])}{approx}, first-click IoU "
-        f"{fmt(m['first_click_iou'])} on {m['n_instances']} instances / {m['n_images']} images "
-        f"in {m['seconds']:.1f} s -> {path}"
-    )
+    print(summary_line(m) + f" -> {path}")
     return 0
+
+
+def summary_line(m: dict) -> str:
+    """One line of a ``metrics.json`` dict's headline numbers (printed by ``tracenet eval`` and the merge)."""
+    from tracenet.eval.report import fmt
+
+    approx = " (approximate)" if m["approximate"]["mta"] else ""
+    share = m.get("first_click_share", {})
+    return (
+        f"{m['method']}: mIoU-T {fmt(m['miou_t'])}, mTA {fmt(m['mta'])}{approx}, first-click IoU "
+        f"{fmt(m['first_click_iou'])} (>= 0.85: {fmt(share.get('0.85'))}, >= 0.90: {fmt(share.get('0.90'))}) "
+        f"on {m['n_instances']} instances / {m['n_images']} images in {m['seconds']:.1f} s"
+    )

@@ -1,9 +1,15 @@
-"""Run a method over a COCO-format dataset: every non-crowd instance gets 25 band taps, a first click and
-its mTA pixels (see :mod:`tracenet.eval.instance`); results pool into :func:`tracenet.eval.metrics.aggregate`.
+"""Run a method over a benchmark: every instance gets 25 band taps, a first click and its mTA pixels (see
+:mod:`tracenet.eval.instance`); results pool into :func:`tracenet.eval.metrics.aggregate`.
 
-Crowd annotations (``iscrowd=1``) are skipped, as are annotations whose mask rasterises to no pixel; both are
-counted in ``metrics.json`` (``skipped``, over the evaluated images). ``max_images`` counts images with at least
-one non-crowd annotation (sorted by image id); images without one are never loaded.
+:func:`evaluate` takes any :class:`~tracenet.eval.records.Benchmark`; :func:`load_coco_benchmark` builds one from a
+COCO JSON, :func:`tracenet.eval.folder.load_folder_benchmark` from an image + mask folder pair, and
+:func:`evaluate_coco` / :func:`evaluate_folder` do both steps.
+
+COCO: crowd annotations (``iscrowd=1``) are skipped, as are annotations whose mask rasterises to no pixel; both
+are counted in ``metrics.json`` (``skipped``, over the evaluated images). ``max_images`` counts images with at
+least one non-crowd annotation (sorted by image id); images without one are never loaded. ``shard = (i, n)``
+then keeps every n-th of those images from the i-th (0-based); :mod:`tracenet.eval.merge` adds shards up to
+exactly the single run.
 """
 
 from __future__ import annotations
@@ -19,11 +25,23 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tracenet.eval.instance import InstanceResult, check_group_key, evaluate_instance, iou_counts
+from tracenet.eval.instance import InstanceResult, check_group_key, evaluate_instance
 from tracenet.eval.metrics import aggregate, size_of
-from tracenet.eval.taps import N_BANDS, TAPS_PER_BAND, Tap, TapSet, simulate_taps
+from tracenet.eval.records import Benchmark, ImageRecord, InstanceRecord, shard_images
+from tracenet.eval.showcases import Showcase, make_showcase
+from tracenet.eval.taps import N_BANDS, TAPS_PER_BAND, TapSet, simulate_taps
 
-__all__ = ["EvalConfig", "EvalRun", "Showcase", "evaluate_coco", "load_rgb", "resolve_stride"]
+__all__ = [
+    "EvalConfig",
+    "EvalRun",
+    "Showcase",
+    "evaluate",
+    "evaluate_coco",
+    "evaluate_folder",
+    "load_coco_benchmark",
+    "load_rgb",
+    "resolve_stride",
+]
 
 AUTO_STRIDE_WITHOUT_KEY = 16
 
@@ -37,6 +55,8 @@ class EvalConfig:
     pixel); 0 = skip mTA. A stride > 1 marks mTA as approximate in the output.
     ``check_group_key``: pixel pairs per image (first instance) on which the method's ``group_key`` promise is
     spot-checked by predicting both taps (:func:`tracenet.eval.instance.check_group_key`); 0 = never.
+    ``shard``: ``(index, count)``, 0-based: evaluate only every ``count``-th image from ``index`` (after
+    ``max_images``); not with ``max_instances``.
     """
 
     beta: float = 0.7
@@ -47,24 +67,7 @@ class EvalConfig:
     n_showcase: int = 4
     check_group_key: int = 2
     progress: bool = True
-
-
-@dataclass
-class Showcase:
-    """What the qualitative and clickable-region plots draw for one instance, cropped around it.
-
-    ``image``: ``h x w x 3`` uint8 RGB crop, ``gt``: ``h x w`` bool, ``taps``: ``(label, (x, y) in crop
-    pixels, predicted h x w bool mask, IoU)``, ``good_map``: ``h x w`` int8 (-1 not tapped, 0 bad, 1 good),
-    ``stride``: mTA stride (a sampled pixel stands for a ``stride x stride`` cell).
-    """
-
-    title: str
-    image: np.ndarray
-    gt: np.ndarray
-    taps: list[tuple[str, Tap, np.ndarray, float]]
-    good_map: np.ndarray
-    stride: int
-    mta: float | None
+    shard: tuple[int, int] | None = None
 
 
 @dataclass
@@ -95,46 +98,6 @@ def resolve_stride(method: Any, requested: int | None) -> int | None:
     return 1 if callable(getattr(method, "group_key", None)) else AUTO_STRIDE_WITHOUT_KEY
 
 
-def _make_showcase(
-    method: Any,
-    image: np.ndarray,
-    gt: np.ndarray,
-    tapset: TapSet,
-    res: InstanceResult,
-    stride: int,
-    title: str,
-) -> Showcase:
-    h, w = gt.shape
-    bh, bw = tapset.bands.band_map.shape
-    x0, y0 = tapset.bands.origin
-    pad = max(8, int(0.15 * max(bh, bw)))
-    cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x0 + bw + pad), min(h, y0 + bh + pad)
-    picks: list[tuple[str, Tap]] = [("first click", tapset.first_click)]
-    for band in (1, 3, 5):
-        if tapset.band_taps.taps[band - 1]:
-            picks.append((f"band {band}", tapset.band_taps.taps[band - 1][0]))
-    taps = []
-    for label, xy in picks:
-        pred = method.predict(xy).astype(bool)
-        inter, union = iou_counts(pred, gt)
-        taps.append(
-            (label, (xy[0] - cx0, xy[1] - cy0), pred[cy0:cy1, cx0:cx1], inter / union if union else 0.0)
-        )
-    good = np.full((cy1 - cy0, cx1 - cx0), -1, np.int8)
-    if res.good_map is not None:
-        good[y0 - cy0 : y0 - cy0 + bh, x0 - cx0 : x0 - cx0 + bw] = res.good_map
-    count = int(res.mta_count.sum())
-    return Showcase(
-        title=title,
-        image=image[cy0:cy1, cx0:cx1].copy(),
-        gt=gt[cy0:cy1, cx0:cx1].copy(),
-        taps=taps,
-        good_map=good,
-        stride=stride,
-        mta=int(res.mta_good.sum()) / count if count else None,
-    )
-
-
 def _image_list(coco: Any, max_images: int | None) -> list[tuple[int, list[dict], int]]:
     """``[(image id, its non-crowd annotations by id, its number of crowd annotations)]``, images by id, only
     those with a usable annotation, the first ``max_images`` of them."""
@@ -163,10 +126,10 @@ def _load_image(info: dict, images_dir: Path, ann_path: Path) -> np.ndarray:
     return image
 
 
-def evaluate_coco(method: Any, ann_path: str | Path, images_dir: str | Path, config: EvalConfig) -> EvalRun:
-    """Evaluate ``method`` on a COCO JSON ``ann_path`` with images in ``images_dir`` (``file_name`` relative)."""
+def load_coco_benchmark(ann_path: str | Path, images_dir: str | Path) -> Benchmark:
+    """A COCO instances JSON + its image folder as benchmark records: images with a non-crowd annotation, by id;
+    their non-crowd annotations by id (crowd ones counted in ``skipped``); masks rasterised when evaluated."""
     from pycocotools.coco import COCO
-    from tqdm import tqdm
 
     ann_path, images_dir = Path(ann_path), Path(images_dir)
     if not ann_path.is_file():
@@ -180,70 +143,151 @@ def evaluate_coco(method: Any, ann_path: str | Path, images_dir: str | Path, con
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
         coco = COCO(str(ann_path))
     cat_names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+
+    def instances(anns: list[dict]) -> list[InstanceRecord]:
+        out = []
+        for ann in anns:
+            gt = coco.annToMask(ann).astype(bool)
+            out.append(
+                InstanceRecord(
+                    ann_id=ann["id"],
+                    category=cat_names.get(ann["category_id"], str(ann["category_id"])),
+                    area=float(ann.get("area", gt.sum())),
+                    gt=gt,
+                )
+            )
+        return out
+
+    records = []
+    for img_id, anns, n_crowd in _image_list(coco, None):
+        info = coco.loadImgs(img_id)[0]
+        records.append(
+            ImageRecord(
+                image_id=img_id,
+                file=str(info["file_name"]),
+                load=lambda info=info: _load_image(info, images_dir, ann_path),
+                instances=lambda anns=anns: instances(anns),
+                skipped={"crowd": n_crowd},
+            )
+        )
+    return Benchmark(kind="coco", dataset=str(ann_path), images_dir=str(images_dir), images=records)
+
+
+def evaluate_coco(method: Any, ann_path: str | Path, images_dir: str | Path, config: EvalConfig) -> EvalRun:
+    """Evaluate ``method`` on a COCO JSON ``ann_path`` with images in ``images_dir`` (``file_name`` relative)."""
+    return evaluate(method, load_coco_benchmark(ann_path, images_dir), config)
+
+
+def evaluate_folder(
+    method: Any, images_dir: str | Path, masks_dir: str | Path, config: EvalConfig
+) -> EvalRun:
+    """Evaluate ``method`` on a folder benchmark (``images/<stem>.jpg|png`` + ``masks/<stem>.png``, see
+    :mod:`tracenet.eval.folder`)."""
+    from tracenet.eval.folder import load_folder_benchmark
+
+    return evaluate(method, load_folder_benchmark(images_dir, masks_dir), config)
+
+
+def _check_key(
+    method: Any, tapset: TapSet, gt: np.ndarray, seed: int, ann_id: int, n: int, where: str
+) -> tuple[int, int]:
+    rng = np.random.default_rng([seed, ann_id, 1])
+    checked, bad = check_group_key(method, tapset, gt.shape, rng, n)
+    if bad:
+        print(
+            f"warning: method {method.name!r} gave different masks for two taps with the same "
+            f"group_key on {where}: grouped mTA is not exact for it",
+            file=sys.stderr,
+        )
+    return checked, bad
+
+
+def evaluate(method: Any, benchmark: Benchmark, config: EvalConfig) -> EvalRun:
+    """Evaluate ``method`` on every instance of ``benchmark`` (the first ``config.max_images`` images, then
+    only shard ``config.shard`` of them): 25 band taps, the first click and the mTA pixels of each."""
+    from tqdm import tqdm
+
     stride = resolve_stride(method, config.mta_stride)
+    work = list(benchmark.images)[: config.max_images]
+    if config.shard is not None:
+        if config.max_instances is not None:
+            raise ValueError(
+                "--max-instances cannot be combined with --shard (shards would not add up to a "
+                "single run); use --max-images"
+            )
+        work = shard_images(work, *config.shard)
 
     skipped = {"crowd": 0, "empty_mask": 0}
     key_check = {"checked": 0, "mismatches": 0}
-    work = _image_list(coco, config.max_images)
-
     results: list[InstanceResult] = []
     showcases: list[Showcase] = []
     t_start = time.perf_counter()
     t_method = 0.0
     n_images = 0
     bar = tqdm(work, desc=f"eval {method.name}", unit="img", disable=not config.progress, file=sys.stderr)
-    for img_id, anns, n_crowd in bar:
+    for record in bar:
         if config.max_instances is not None and len(results) >= config.max_instances:
             break
-        image = _load_image(coco.loadImgs(img_id)[0], images_dir, ann_path)
+        image = record.load()
         t0 = time.perf_counter()
         method.set_image(image)
         t_method += time.perf_counter() - t0
         n_images += 1
-        skipped["crowd"] += n_crowd
+        for reason, count in record.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
         key_checked = False
-        for ann in anns:
+        for inst in record.instances():
             if config.max_instances is not None and len(results) >= config.max_instances:
                 break
-            gt = coco.annToMask(ann).astype(bool)
+            gt = inst.gt
             if not gt.any():
                 skipped["empty_mask"] += 1
                 continue
-            tapset = simulate_taps(gt, seed=config.seed, instance_id=ann["id"])
+            tapset = simulate_taps(gt, seed=config.seed, instance_id=inst.ann_id)
             if not key_checked and config.check_group_key > 0:
                 key_checked = True
-                rng = np.random.default_rng([config.seed, ann["id"], 1])
-                checked, bad = check_group_key(method, tapset, gt.shape, rng, config.check_group_key)
+                checked, bad = _check_key(
+                    method, tapset, gt, config.seed, inst.ann_id, config.check_group_key, record.file
+                )
                 key_check["checked"] += checked
                 key_check["mismatches"] += bad
-                if bad:
-                    print(
-                        f"warning: method {method.name!r} gave different masks for two taps with the same "
-                        f"group_key on image {img_id}: grouped mTA is not exact for it",
-                        file=sys.stderr,
-                    )
             meta = {
-                "ann_id": ann["id"],
-                "image_id": img_id,
-                "category": cat_names.get(ann["category_id"], str(ann["category_id"])),
-                "size": size_of(float(ann.get("area", gt.sum()))),
-                "area": float(ann.get("area", gt.sum())),
+                "ann_id": inst.ann_id,
+                "image_id": record.image_id,
+                "file": record.file,
+                "category": inst.category,
+                "size": size_of(inst.area),
+                "area": inst.area,
             }
-            want_show = len(showcases) < config.n_showcase and meta["area"] >= 32**2
+            want_show = len(showcases) < config.n_showcase and inst.area >= 32**2
             t0 = time.perf_counter()
             res = evaluate_instance(
-                method, gt, tapset, beta=config.beta, mta_stride=stride, keep_good_map=want_show, meta=meta
+                method,
+                gt,
+                tapset,
+                beta=config.beta,
+                mta_stride=stride,
+                keep_good_map=want_show,
+                meta=meta,
+                ignore=inst.ignore,
             )
             t_method += time.perf_counter() - t0
             results.append(res)
             if want_show:
-                title = f"{meta['category']} #{ann['id']}"
-                showcases.append(_make_showcase(method, image, gt, tapset, res, stride or 0, title))
+                title = f"{inst.category} #{inst.ann_id}" if benchmark.kind == "coco" else record.file
+                showcases.append(
+                    make_showcase(method, image, gt, tapset, res, stride or 0, title, ignore=inst.ignore)
+                )
         if results and config.progress:
             bar.set_postfix(instances=len(results))
     seconds = time.perf_counter() - t_start
 
-    metrics: dict[str, Any] = {"method": method.name, "dataset": str(ann_path), "images": str(images_dir)}
+    metrics: dict[str, Any] = {
+        "method": method.name,
+        "benchmark": benchmark.kind,
+        "dataset": benchmark.dataset,
+        "images": benchmark.images_dir,
+    }
     if getattr(method, "selection", None):
         metrics["selection"] = method.selection
     metrics.update(aggregate(results))
@@ -263,6 +307,8 @@ def evaluate_coco(method: Any, ann_path: str | Path, images_dir: str | Path, con
             "group_key_check": key_check,
             "max_images": config.max_images,
             "max_instances": config.max_instances,
+            "shard": None if config.shard is None else {"index": config.shard[0], "count": config.shard[1]},
+            "n_showcase": config.n_showcase,
             "seconds": seconds,
             "seconds_in_method": t_method,
             "seconds_per_image": seconds / n_images if n_images else None,

@@ -30,6 +30,8 @@ class InstanceResult:
     evaluated pixels of band ``k`` whose tap gives IoU >= beta / all evaluated pixels of band ``k``.
     ``good_map`` (only when asked): ``h x w`` int8 over the bbox at ``origin`` ``(x0, y0)``; -1 = not
     evaluated (outside the mask, or off the stride grid), 0 = IoU < beta, 1 = IoU >= beta.
+    ``file``: the image file (relative to the benchmark's image folder); ``ignore_pixels``: pixels left out of
+    every IoU of this instance (GrabCut's unknown band; 0 for COCO).
     """
 
     ann_id: int
@@ -47,15 +49,18 @@ class InstanceResult:
     n_predictions: int
     good_map: np.ndarray | None = field(default=None, repr=False)
     origin: Tap = (0, 0)
+    file: str = ""
+    ignore_pixels: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable record (one line of ``instances.jsonl``)."""
+        """A JSON-serialisable record (one line of ``instances.jsonl``); :meth:`from_json` reads it back."""
         inter = sum(t[3] for t in self.taps)
         union = sum(t[4] for t in self.taps)
         count = int(self.mta_count.sum())
         return {
             "ann_id": self.ann_id,
             "image_id": self.image_id,
+            "file": self.file,
             "category": self.category,
             "size": self.size,
             "area": self.area,
@@ -63,6 +68,9 @@ class InstanceResult:
             "miou_t": inter / union if union else None,
             "mta": int(self.mta_good.sum()) / count if count else None,
             "mta_pixels": count,
+            "mta_good": [int(v) for v in self.mta_good],
+            "mta_count": [int(v) for v in self.mta_count],
+            "ignore_pixels": self.ignore_pixels,
             "first_click": list(self.first_click),
             "first_click_iou": self.first_click_iou,
             "empty_bands": list(self.empty_bands),
@@ -70,9 +78,35 @@ class InstanceResult:
             "taps": [list(t) for t in self.taps],
         }
 
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> InstanceResult:
+        """The result a :meth:`to_json` row came from (without ``good_map`` / ``origin``, which are not saved)."""
+        return cls(
+            ann_id=int(row["ann_id"]),
+            image_id=int(row["image_id"]),
+            category=str(row["category"]),
+            size=str(row["size"]),
+            area=float(row["area"]),
+            mask_area=int(row["mask_area"]),
+            taps=[tuple(int(v) for v in t) for t in row["taps"]],
+            empty_bands=tuple(int(b) for b in row["empty_bands"]),
+            first_click=(int(row["first_click"][0]), int(row["first_click"][1])),
+            first_click_iou=float(row["first_click_iou"]),
+            mta_good=np.array(row["mta_good"], np.int64),
+            mta_count=np.array(row["mta_count"], np.int64),
+            n_predictions=int(row["n_predictions"]),
+            file=str(row.get("file", "")),
+            ignore_pixels=int(row.get("ignore_pixels", 0)),
+        )
 
-def iou_counts(pred: np.ndarray, gt: np.ndarray, gt_area: int | None = None) -> tuple[int, int]:
-    """``(|pred & gt|, |pred | gt|)`` in pixels for ``H x W`` bool masks."""
+
+def iou_counts(
+    pred: np.ndarray, gt: np.ndarray, gt_area: int | None = None, *, ignore: np.ndarray | None = None
+) -> tuple[int, int]:
+    """``(|pred & gt|, |pred | gt|)`` in pixels for ``H x W`` bool masks, leaving out the ``ignore`` pixels
+    (``H x W`` bool or None; they must not overlap ``gt``): a prediction there costs nothing."""
+    if ignore is not None:
+        pred = pred & ~ignore
     inter = int(np.count_nonzero(pred & gt))
     area = int(np.count_nonzero(gt)) if gt_area is None else gt_area
     return inter, int(np.count_nonzero(pred)) + area - inter
@@ -104,14 +138,23 @@ def evaluate_instance(
     mta_stride: int | None = 1,
     keep_good_map: bool = False,
     meta: dict[str, Any] | None = None,
+    ignore: np.ndarray | None = None,
 ) -> InstanceResult:
     """Tap one instance with ``method`` (``set_image`` already called on its image).
 
     ``gt``: ``H x W`` bool ground truth. ``mta_stride``: 1 = exact mTA, ``S`` > 1 = grid sample, None = skip
-    mTA. ``meta``: ``ann_id``, ``image_id``, ``category``, ``size``, ``area`` copied into the result.
+    mTA. ``meta``: ``ann_id``, ``image_id``, ``file``, ``category``, ``size``, ``area`` copied into the
+    result. ``ignore``: ``H x W`` bool pixels left out of every IoU (disjoint from ``gt``), or None.
     """
     gt = np.asarray(gt, bool)
     gt_area = int(np.count_nonzero(gt))
+    if ignore is not None:
+        ignore = np.asarray(ignore, bool)
+        if ignore.shape != gt.shape or (ignore & gt).any():
+            raise ValueError(
+                f"ignore mask {ignore.shape} must have the ground truth's shape {gt.shape} and "
+                "no pixel in common with it"
+            )
     key_fn: Callable[[Tap], Hashable] = group_key_of(method) or (lambda xy: xy)
     queries: dict[Hashable, Tap] = {}
 
@@ -132,7 +175,7 @@ def evaluate_instance(
     iu: dict[Hashable, tuple[int, int]] = {}
     masks = predict_taps(method, [queries[k] for k in keys], gt.shape)
     for key, mask in zip(keys, masks, strict=True):
-        iu[key] = iou_counts(mask, gt, gt_area)
+        iu[key] = iou_counts(mask, gt, gt_area, ignore=ignore)
 
     def iou(key: Hashable) -> float:
         inter, union = iu[key]
@@ -153,6 +196,7 @@ def evaluate_instance(
     return InstanceResult(
         ann_id=int(meta.get("ann_id", -1)),
         image_id=int(meta.get("image_id", -1)),
+        file=str(meta.get("file", "")),
         category=str(meta.get("category", "")),
         size=str(meta.get("size", "")),
         area=float(meta.get("area", gt_area)),
@@ -166,6 +210,7 @@ def evaluate_instance(
         n_predictions=len(keys),
         good_map=good_map,
         origin=tapset.bands.origin,
+        ignore_pixels=0 if ignore is None else int(np.count_nonzero(ignore)),
     )
 
 

@@ -8,7 +8,9 @@
   whose band ``k`` was empty.
 - per category / per size (COCO areas by the annotation's ``area``: small < 32^2 <= medium < 96^2 <= large):
   the same pooled mIoU-T and mTA over the instances of the group, and their count ``n``.
-- first-click IoU: the mean over instances of the IoU at the first click (as RITM reports IoU@1 click).
+- first-click IoU: the mean over instances of the IoU at the first click (as RITM reports IoU@1 click: the
+  mIoU@1 of GrabCut / Berkeley / DAVIS tables), and ``first_click_share``: the share of instances whose
+  first-click IoU is >= 0.85 and >= 0.90 (the thresholds of NoC@85 / NoC@90; keys ``"0.85"``, ``"0.90"``).
 
 Undefined values (no taps / no pixels) are ``None`` so the JSON stays valid.
 """
@@ -24,9 +26,10 @@ import numpy as np
 from tracenet.eval.instance import InstanceResult
 from tracenet.eval.taps import N_BANDS
 
-__all__ = ["SIZE_NAMES", "aggregate", "miou_t", "mta", "size_of"]
+__all__ = ["FIRST_CLICK_THRESHOLDS", "SIZE_NAMES", "aggregate", "miou_t", "mta", "size_of"]
 
 SIZE_NAMES = ("small", "medium", "large")
+FIRST_CLICK_THRESHOLDS = (0.85, 0.90)
 
 
 def miou_t(intersections: Iterable[float], unions: Iterable[float]) -> float | None:
@@ -85,7 +88,8 @@ def aggregate(results: Sequence[InstanceResult]) -> dict[str, Any]:
     """The metric part of ``metrics.json`` from per-instance results (module docstring for definitions).
 
     Keys: ``miou_t``, ``mta``, ``per_band`` (5 dicts), ``per_category`` (name -> miou_t, mta, n),
-    ``per_size`` (small/medium/large -> miou_t, mta, n), ``first_click_iou``, ``n_instances``, ``n_taps``,
+    ``per_size`` (small/medium/large -> miou_t, mta, n), ``first_click_iou``, ``first_click_share``
+    (``"0.85"`` / ``"0.90"`` -> share of instances at or above), ``n_instances``, ``n_taps``,
     ``empty_bands`` (total), ``mta_pixels`` (evaluated), ``mask_pixels`` (all), ``n_predictions``.
     """
     by_cat: dict[str, list[InstanceResult]] = defaultdict(list)
@@ -99,6 +103,9 @@ def aggregate(results: Sequence[InstanceResult]) -> dict[str, Any]:
         "miou_t": pooled["miou_t"],
         "mta": pooled["mta"],
         "first_click_iou": float(np.mean(fc)) if fc else None,
+        "first_click_share": {
+            f"{t:.2f}": (sum(v >= t for v in fc) / len(fc) if fc else None) for t in FIRST_CLICK_THRESHOLDS
+        },
         "per_band": _per_band(results),
         "per_category": {c: _pooled(rs) for c, rs in sorted(by_cat.items())},
         "per_size": {s: _pooled(rs) for s, rs in by_size.items()},

@@ -5,6 +5,8 @@
   (first click, bands 1 / 3 / 5), tap marked, IoU in the title (paper fig. 6).
 - :func:`plot_clickable`: per instance, every tapped pixel painted by whether a tap there gives IoU >= beta
   (blue) or not (red) (paper fig. 1(b)); with an mTA stride S each sampled pixel paints its S x S cell.
+- :func:`plot_first_click`: the share of instances whose first-click IoU reaches each threshold (0.85 and 0.90
+  marked), one line per run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     from tracenet.eval.evaluate import Showcase
 
-__all__ = ["plot_band_curves", "plot_clickable", "plot_qualitative"]
+__all__ = ["plot_band_curves", "plot_clickable", "plot_first_click", "plot_qualitative"]
 
 _GT = np.array([0.1, 0.9, 0.2])
 _PRED = np.array([0.0, 0.85, 1.0])  # cyan: stands out on the warm colours common in photos
@@ -143,5 +145,34 @@ def plot_clickable(showcases: Sequence[Showcase], path: str | Path, beta: float)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_first_click(runs: Sequence[tuple[str, Sequence[float]]], path: str | Path) -> Path:
+    """Share of instances with first-click IoU >= t against t in [0, 1], one line per ``(label, IoUs)`` in
+    ``runs``; dotted lines at 0.85 and 0.90 (NoC@85 / NoC@90 thresholds), each run's shares there in the legend."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    ts = np.linspace(0, 1, 201)
+    for label, ious in runs:
+        v = np.asarray(ious, np.float64)
+        if v.size == 0:
+            continue
+        shares = [(v >= t).mean() for t in ts]
+        at = ", ".join(f">={t:.2f}: {(v >= t).mean():.2f}" for t in (0.85, 0.90))
+        ax.plot(ts, shares, label=f"{label} (mean {v.mean():.3f}; {at})")
+    for t in (0.85, 0.90):
+        ax.axvline(t, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("first-click IoU threshold t")
+    ax.set_ylabel("share of objects with IoU >= t")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("first click (object pixel farthest from the boundary)", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

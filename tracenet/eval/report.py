@@ -4,15 +4,22 @@ Files in ``OUT/``:
 
 - ``metrics.json``: the numbers (keys documented in :func:`tracenet.eval.metrics.aggregate`, plus method,
   dataset, images, n_images, beta, seed, approximate, skipped, seconds, seconds_per_image, plots);
-- ``instances.jsonl``: one JSON line per instance (its taps, IoUs, first click, mTA counts);
-- ``report.md``: the same numbers as Markdown tables, linking the plots;
-- ``bands.png``, ``qualitative.png``, ``clickable.png`` (see :mod:`tracenet.eval.plots`).
+- ``instances.jsonl``: one JSON line per instance (its image file, taps, IoUs, first click, mTA counts per band);
+- ``report.md``: the same numbers as Markdown tables, linking the plots, and a per-object table (every object
+  when there are at most :data:`MAX_OBJECT_ROWS`, else the lowest first-click IoUs);
+- ``bands.png``, ``first_click.png``, ``qualitative.png``, ``clickable.png`` (see :mod:`tracenet.eval.plots`);
+- ``showcases.npz`` for a sharded run (the plots' crops, for :mod:`tracenet.eval.merge`).
+
+Files are written to a temporary folder next to ``OUT`` and moved into place at the end, so a failure leaves
+no half-written output folder.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +27,14 @@ from tracenet.eval.evaluate import EvalRun
 
 __all__ = ["fmt", "render_report", "write_outputs"]
 
-PLOTS = {"bands": "bands.png", "qualitative": "qualitative.png", "clickable": "clickable.png"}
+PLOTS = {
+    "bands": "bands.png",
+    "first_click": "first_click.png",
+    "qualitative": "qualitative.png",
+    "clickable": "clickable.png",
+}
+MAX_OBJECT_ROWS = 200
+SHOWCASES_FILE = "showcases.npz"
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -38,13 +52,53 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-def render_report(m: dict[str, Any], max_categories: int = 40) -> str:
-    """Markdown report of a ``metrics.json`` dict."""
+def _object_rows(rows: list[dict[str, Any]]) -> list[str]:
+    shown = rows
+    lines = ["", "## Per object", ""]
+    if len(rows) > MAX_OBJECT_ROWS:
+        shown = sorted(rows, key=lambda r: r["first_click_iou"])[:25]
+        lines += [f"The 25 lowest first-click IoUs of {len(rows)} (all in `instances.jsonl`).", ""]
+    lines += _table(
+        ["file", "id", "first click (x, y)", "first-click IoU", "mIoU-T", "mTA", "ignored px"],
+        [
+            [
+                r["file"],
+                r["ann_id"],
+                f"({r['first_click'][0]}, {r['first_click'][1]})",
+                r["first_click_iou"],
+                r["miou_t"],
+                r["mta"],
+                r.get("ignore_pixels", 0),
+            ]
+            for r in shown
+        ],
+    )
+    return lines
+
+
+def render_report(
+    m: dict[str, Any], max_categories: int = 40, rows: list[dict[str, Any]] | None = None
+) -> str:
+    """Markdown report of a ``metrics.json`` dict (and of its ``instances.jsonl`` rows, when given)."""
     approx = m.get("approximate", {})
     selection = f" (candidate choice: {m['selection']})" if m.get("selection") else ""
     lines = [f"# Tap evaluation: {m['method']}{selection}", ""]
+    shard = m.get("shard")
+    if shard:
+        lines += [
+            f"> Shard {shard['index'] + 1} of {shard['count']} (every {shard['count']}-th image); "
+            "combine the shards with `python -m tracenet.eval.merge`.",
+            "",
+        ]
+    if m.get("merged_from"):
+        lines += [
+            f"Merged from {len(m['merged_from'])} shards: numbers identical to a single run; `seconds` is "
+            "their sum.",
+            "",
+        ]
+    images = f" (images `{m['images']}`)" if m.get("benchmark") == "folder" else ""
     lines += [
-        f"Dataset `{m['dataset']}`, {m['n_images']} images, {m['n_instances']} instances "
+        f"Dataset `{m['dataset']}`{images}, {m['n_images']} images, {m['n_instances']} instances "
         f"({m['n_taps']} band taps), beta = {m['beta']}, seed = {m['seed']}, {fmt(m['seconds'], 1)} s "
         f"({fmt(m.get('seconds_per_image'), 2)} s / image).",
         "",
@@ -69,9 +123,19 @@ def render_report(m: dict[str, Any], max_categories: int = 40) -> str:
     skipped = m.get("skipped", {})
     if any(skipped.values()):
         lines += [f"Skipped annotations: {', '.join(f'{k} {v}' for k, v in skipped.items())}.", ""]
+    share = m.get("first_click_share", {})
     lines += _table(
-        ["mIoU-T", "mTA", "first-click IoU", "predictions"],
-        [[m["miou_t"], m["mta"], m["first_click_iou"], m["n_predictions"]]],
+        ["mIoU-T", "mTA", "first-click IoU (mIoU@1)", "IoU@1 >= 0.85", "IoU@1 >= 0.90", "predictions"],
+        [
+            [
+                m["miou_t"],
+                m["mta"],
+                m["first_click_iou"],
+                share.get("0.85"),
+                share.get("0.90"),
+                m["n_predictions"],
+            ]
+        ],
     )
     lines += ["", "## Per band", ""]
     lines += _table(
@@ -91,6 +155,8 @@ def render_report(m: dict[str, Any], max_categories: int = 40) -> str:
     )
     if len(cats) > max_categories:
         lines += ["", f"({len(cats) - max_categories} more categories in metrics.json)"]
+    if rows:
+        lines += _object_rows(rows)
     plots = m.get("plots", {})
     if plots:
         lines += ["", "## Plots", ""]
@@ -99,21 +165,34 @@ def render_report(m: dict[str, Any], max_categories: int = 40) -> str:
 
 
 def write_outputs(run: EvalRun, out_dir: str | Path, *, plots: bool = True) -> Path:
-    """Write all files of ``run`` into ``out_dir`` (created); returns the ``metrics.json`` path."""
-    from tracenet.eval.plots import plot_band_curves, plot_clickable, plot_qualitative
+    """Write all files of ``run`` into ``out_dir`` (created; files already there with the same names are
+    replaced, others kept); returns the ``metrics.json`` path. Nothing appears in ``out_dir`` unless every file
+    was written."""
+    from tracenet.eval.plots import plot_band_curves, plot_clickable, plot_first_click, plot_qualitative
+    from tracenet.eval.showcases import save_showcases
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     m = run.metrics
-    if plots:
-        plot_band_curves([m], out / PLOTS["bands"])
-        plot_qualitative(run.showcases, out / PLOTS["qualitative"])
-        plot_clickable(run.showcases, out / PLOTS["clickable"], beta=m["beta"])
-        m["plots"] = dict(PLOTS)
-    with open(out / "instances.jsonl", "w") as f:
-        for r in run.instances:
-            f.write(json.dumps(r.to_json()) + "\n")
-    path = out / "metrics.json"
-    path.write_text(json.dumps(m, indent=2) + "\n")
-    (out / "report.md").write_text(render_report(m))
-    return path
+    rows = [r.to_json() for r in run.instances]
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp_name:
+        tmp = Path(tmp_name)
+        if plots:
+            plot_band_curves([m], tmp / PLOTS["bands"])
+            plot_first_click(
+                [(m["method"], [r["first_click_iou"] for r in rows])], tmp / PLOTS["first_click"]
+            )
+            plot_qualitative(run.showcases, tmp / PLOTS["qualitative"])
+            plot_clickable(run.showcases, tmp / PLOTS["clickable"], beta=m["beta"])
+            m["plots"] = dict(PLOTS)
+            if m.get("shard"):
+                save_showcases(run.showcases, tmp / SHOWCASES_FILE)
+        with open(tmp / "instances.jsonl", "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(m, indent=2) + "\n")
+        (tmp / "report.md").write_text(render_report(m, rows=rows))
+        out.mkdir(exist_ok=True)
+        for path in sorted(tmp.iterdir()):
+            shutil.move(str(path), out / path.name)
+    return out / "metrics.json"
