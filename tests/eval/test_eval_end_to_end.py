@@ -181,8 +181,9 @@ def test_command_with_grabcut_and_compare(tmp_path, capsys):
     assert mb["mta"] is None and mb["approximate"]["mta_skipped"] is True
 
     md = compare([out_a / "metrics.json", out_b], tmp_path / "cmp").read_text()
-    assert "grabcut (a)" in md and "grabcut (b)" in md and "~" in md
+    assert "grabcut (a)" in md and "grabcut (b)" in md and "~" in md and "IoU@1 >= 0.85" in md
     assert_png(tmp_path / "cmp" / "bands.png")
+    assert_png(tmp_path / "cmp" / "first_click.png")  # both folders hold instances.jsonl
 
 
 def test_command_user_errors(tmp_path, capsys):

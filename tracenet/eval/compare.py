@@ -1,7 +1,8 @@
 """Several runs side by side: one Markdown table and one combined per-band plot from ``metrics.json`` files.
 
 ``python -m tracenet.eval.compare runs/tracenet/metrics.json runs/grabcut/metrics.json --out runs/compare``
-writes ``compare.md`` and ``bands.png`` there. Runs on different datasets, betas or seeds are compared anyway
+writes ``compare.md`` and ``bands.png`` there, and ``first_click.png`` when every run folder has its
+``instances.jsonl``. Runs on different datasets, betas or seeds are compared anyway
 but the table says so; approximate mTA values carry a ``~`` mark.
 """
 
@@ -55,11 +56,15 @@ def compare_markdown(runs: Sequence[dict[str, Any]], max_categories: int = 15) -
     if any(r.get("approximate", {}).get("mta") for r in runs):
         lines += ["`~` marks an approximate mTA (pixels sampled on a grid, see each run's `mta_stride`).", ""]
     head = (
-        ["method", "mIoU-T", "mTA", "first-click IoU"] + [f"mIoU-T b{k}" for k in range(1, 6)] + ["s / image"]
+        ["method", "mIoU-T", "mTA", "first-click IoU", "IoU@1 >= 0.85", "IoU@1 >= 0.90"]
+        + [f"mIoU-T b{k}" for k in range(1, 6)]
+        + ["s / image"]
     )
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
+        share = r.get("first_click_share", {})
         cells = [r["label"], fmt(r["miou_t"]), _mta_cell(r, r["mta"]), fmt(r["first_click_iou"])]
+        cells += [fmt(share.get("0.85")), fmt(share.get("0.90"))]
         cells += [fmt(b["miou_t"]) for b in r["per_band"]] + [fmt(r.get("seconds_per_image"), 2)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## mTA per band", ""]
@@ -80,7 +85,7 @@ def compare_markdown(runs: Sequence[dict[str, Any]], max_categories: int = 15) -
 
 def compare(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
     """Write ``compare.md`` and ``bands.png`` for the runs at ``paths`` into ``out_dir``; returns the md path."""
-    from tracenet.eval.plots import plot_band_curves
+    from tracenet.eval.plots import plot_band_curves, plot_first_click
 
     runs = [load_metrics(p) for p in paths]
     if not runs:
@@ -92,6 +97,11 @@ def compare(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     plot_band_curves(runs, out / "bands.png")
     md = compare_markdown(runs) + "\n![bands](bands.png)\n"
+    rows = [Path(r["_path"]).parent / "instances.jsonl" for r in runs]
+    if all(p.is_file() for p in rows):
+        ious = [[json.loads(line)["first_click_iou"] for line in p.read_text().splitlines()] for p in rows]
+        plot_first_click([(r["label"], v) for r, v in zip(runs, ious, strict=True)], out / "first_click.png")
+        md += "![first click](first_click.png)\n"
     path = out / "compare.md"
     path.write_text(md)
     return path
