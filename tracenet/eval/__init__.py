@@ -11,7 +11,7 @@
 | ``folder`` | ``load_folder_benchmark``: ``images/<stem>.jpg|png`` + ``masks/<stem>.png`` (0 / 128 unknown / 255) |
 | ``evaluate`` | ``load_coco_benchmark`` (COCO JSON + image folder) and the loop over any benchmark |
 | ``report`` / ``plots`` / ``showcases`` | ``metrics.json``, ``instances.jsonl``, ``report.md``, PNG plots |
-| ``command`` / ``compare`` / ``merge`` | ``tracenet eval``; several runs in one table; shards into one run |
+| ``command`` / ``compare`` / ``merge`` | ``tracenet eval``; runs side by side; shards into one (``merge_runs``) |
 
 Python use::
 
@@ -34,7 +34,6 @@ from tracenet.eval.evaluate import (
 )
 from tracenet.eval.folder import BenchmarkError, load_folder_benchmark
 from tracenet.eval.instance import InstanceResult, evaluate_instance
-from tracenet.eval.merge import merge_runs
 from tracenet.eval.methods import TapMethod, TraceNetMethod, from_callable, make_method
 from tracenet.eval.metrics import aggregate, miou_t, mta
 from tracenet.eval.records import Benchmark, ImageRecord, InstanceRecord
@@ -52,7 +51,6 @@ __all__ = [
     "evaluate_folder",
     "load_coco_benchmark",
     "load_folder_benchmark",
-    "merge_runs",
     "EvalConfig",
     "EvalRun",
     "InstanceResult",
