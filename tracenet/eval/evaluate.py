@@ -18,6 +18,7 @@ import contextlib
 import io
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,19 +145,15 @@ def load_coco_benchmark(ann_path: str | Path, images_dir: str | Path) -> Benchma
         coco = COCO(str(ann_path))
     cat_names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
 
-    def instances(anns: list[dict]) -> list[InstanceRecord]:
-        out = []
-        for ann in anns:
+    def instances(anns: list[dict]) -> Iterator[InstanceRecord]:
+        for ann in anns:  # one mask at a time: LVIS images can hold hundreds of annotations
             gt = coco.annToMask(ann).astype(bool)
-            out.append(
-                InstanceRecord(
-                    ann_id=ann["id"],
-                    category=cat_names.get(ann["category_id"], str(ann["category_id"])),
-                    area=float(ann.get("area", gt.sum())),
-                    gt=gt,
-                )
+            yield InstanceRecord(
+                ann_id=ann["id"],
+                category=cat_names.get(ann["category_id"], str(ann["category_id"])),
+                area=float(ann.get("area", gt.sum())),
+                gt=gt,
             )
-        return out
 
     records = []
     for img_id, anns, n_crowd in _image_list(coco, None):

@@ -13,7 +13,7 @@ Order matters for exact results: images are evaluated in list order and the inst
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,14 +42,15 @@ class ImageRecord:
     """One image of a benchmark; nothing is read until the evaluator calls ``load`` / ``instances``.
 
     ``file``: the image's path relative to the benchmark's image folder (named in per-object rows and errors).
-    ``load()``: ``H x W x 3`` uint8 RGB pixels. ``instances()``: the image's objects, in evaluation order.
+    ``load()``: ``H x W x 3`` uint8 RGB pixels. ``instances()``: the image's objects, in evaluation order (a
+    list or a generator: the evaluator reads them one at a time).
     ``skipped``: annotations of this image left out before loading, by reason (e.g. ``{"crowd": 1}``).
     """
 
     image_id: int
     file: str
     load: Callable[[], np.ndarray]
-    instances: Callable[[], list[InstanceRecord]]
+    instances: Callable[[], Iterable[InstanceRecord]]
     skipped: dict[str, int] = field(default_factory=dict)
 
 
