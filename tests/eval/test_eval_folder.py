@@ -276,3 +276,21 @@ def test_real_grabcut_and_berkeley_load():
     with_band = sum(r.instances()[0].ignore is not None for r in grabcut.images)
     assert with_band == 42  # 8 GrabCut masks have no 128 band; Berkeley has none
     assert all(r.instances()[0].ignore is None for r in berkeley.images[:10])
+
+
+def test_tracenet_cli_refuses_a_bad_mask_with_exit_2(tmp_path):
+    """The installed command line (not only the module entry point): exit 2, the file named, no output."""
+    import os
+    import subprocess
+    import sys
+
+    images, masks = write_folder(tmp_path / "data")
+    h, w = OBJECTS["c_sun"][:2]
+    Image.fromarray(np.full((h, w), 254, np.uint8)).save(masks / "c_sun.png")  # anti-aliased edge value
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    cmd = [sys.executable, "-m", "tracenet.cli", "eval", "--method", "grabcut", "--masks", str(masks)]
+    proc = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert f"mask {masks / 'c_sun.png'}: values 254 are not allowed" in proc.stderr
+    assert not out.exists()
