@@ -176,6 +176,9 @@ class ModelRunner:
                 seg.set_image(entry.image)
                 set_ms = (time.perf_counter() - t0) * 1e3
                 self._current = entry.image_id
+            claim = getattr(seg, "claim", None)  # TapSegmenter: this thread now owns the image (we hold the lock)
+            if callable(claim):
+                claim()
             yield CachedSegmenter(seg, entry, self.max_cached_bytes, set_ms)
 
     def predict(self, entry: ImageEntry, tap: tuple[int, int]) -> tuple[Prediction, float]:
