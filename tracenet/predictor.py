@@ -42,6 +42,7 @@ from tracenet.model import (
     load_checkpoint,
     normalize,
 )
+from tracenet.model.checkpoint import MIN_MAX_SIDE
 from tracenet.model.geometry import LEVELS, STRIDES
 from tracenet.model.postprocess import (
     GATHER_KINDS,
@@ -116,6 +117,10 @@ class TapSegmenter:
         if selection == "ranker" and ranker is None:
             raise ValueError("selection='ranker' needs a tap ranker; this checkpoint has none (fit one with "
                              "`python -m tracenet.train.tap_ranker`, or use selection='paper')")
+        if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < MIN_MAX_SIDE:
+            raise ValueError(f"max_side must be an int >= {MIN_MAX_SIDE} (pixels), got {max_side!r}")
+        if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
+            raise ValueError(f"min_score must be a number in [0, 1], got {min_score!r}")
         self.ranker = ranker if selection != "paper" else None
         self.selection = "ranker" if self.ranker is not None else "paper"
         # inference only: BatchNorm folded into the preceding convolutions (a copy; TraceNet and FullNet both
