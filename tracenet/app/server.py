@@ -23,7 +23,7 @@ from tracenet.app.forms import human_bytes, image_http_error, parse_color, parse
 from tracenet.app.guard import GuardMiddleware
 from tracenet.app.state import ImageEntry, ImageStore, ModelRunner, ModelUnavailable, Prediction, UnknownImage
 from tracenet.edit.clickable import clickable_region_details
-from tracenet.edit.effects import EFFECTS, apply_effect
+from tracenet.edit.effects import EFFECTS, MAX_FEATHER, apply_effect
 from tracenet.edit.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -291,7 +291,7 @@ def create_app(
         color: Annotated[str | None, Form(description="replace: #rrggbb or r,g,b (default white)")] = None,
         background: Annotated[UploadFile | None, File(description="replace: background picture")] = None,
         strength: Annotated[float, Form(ge=0, le=1, description="blur: 0..1")] = 0.5,
-        feather: Annotated[float, Form(ge=0, le=50, description="edge softness, pixels")] = 1.5,
+        feather: Annotated[float, Form(ge=0, le=MAX_FEATHER, description="edge softness, pixels")] = 1.5,
         output: Annotated[str, Form(description="png or jpeg (cutout is always png)")] = "png",
     ) -> Response:
         if effect not in EFFECTS:
