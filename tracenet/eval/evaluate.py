@@ -8,8 +8,6 @@ one non-crowd annotation (sorted by image id); images without one are never load
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 import time
 from dataclasses import dataclass, field
@@ -165,8 +163,9 @@ def _load_image(info: dict, images_dir: Path, ann_path: Path) -> np.ndarray:
 
 def evaluate_coco(method: Any, ann_path: str | Path, images_dir: str | Path, config: EvalConfig) -> EvalRun:
     """Evaluate ``method`` on a COCO JSON ``ann_path`` with images in ``images_dir`` (``file_name`` relative)."""
-    from pycocotools.coco import COCO
     from tqdm import tqdm
+
+    from tracenet.eval.coco_checks import load_checked_coco
 
     ann_path, images_dir = Path(ann_path), Path(images_dir)
     if not ann_path.is_file():
@@ -177,8 +176,7 @@ def evaluate_coco(method: Any, ann_path: str | Path, images_dir: str | Path, con
         raise FileNotFoundError(
             f"image folder not found: {images_dir} (pass the folder of the JSON's file_name)"
         )
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
-        coco = COCO(str(ann_path))
+    coco = load_checked_coco(ann_path, images_dir)  # crafted coordinates never reach pycocotools
     cat_names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
     stride = resolve_stride(method, config.mta_stride)
 
