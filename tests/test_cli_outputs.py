@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 import tracenet
+from tests.standins import FloodFillSegmenter
 from tracenet.cli import main
 from tracenet.edit.command import add_arguments as add_edit_arguments
 from tracenet.edit.command import parse_tap
 from tracenet.edit.command import run as run_edit
-from tests.standins import FloodFillSegmenter
 
 CAT = Path(tracenet.__file__).resolve().parent / "examples" / "cat.png"
 OLD = b"old contents, must survive a failed command"

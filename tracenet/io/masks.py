@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from tracenet.io.outputs import encode_image, write_all
 
 DEFAULT_COLOR = (30, 144, 255)  # dodger blue
