@@ -1,7 +1,8 @@
 """Load test of the web app on loopback: N clients for T seconds; server RSS before / after / peak and latency.
 
-    python benchmarks/app_load.py --clients 20 --seconds 60              # the shipped configuration
-    python benchmarks/app_load.py --clients 20 --seconds 60 --config both  # also main's old settings, for contrast
+    python benchmarks/app_load.py --clients 20 --seconds 60                        # this tree, as shipped
+    git archive main | tar -x -C /tmp/base                                          # another version ...
+    python benchmarks/app_load.py --clients 20 --seconds 60 --baseline /tmp/base   # ... measured in the same run
 
 Starts the server in a child process on 127.0.0.1 (a free port), waits until the bundled model is loaded, sends
 one request of each kind, then reads the child's RSS ("before"). Each client opens one of the bundled example
@@ -10,8 +11,8 @@ request a blur edit of the last tap (``/api/edit`` by image id). RSS is read aga
 "peak" is the kernel's high-water mark VmHWM). Prints one table row per configuration: requests, errors (any
 status other than 200; 503 "busy" counts as an error), p50 / p95 latency.
 
-Configurations: ``new`` = ``create_app`` defaults + ``limit_malloc_arenas()`` (what ``tracenet app`` runs);
-``old`` = no arena cap and 40 worker threads, every one allowed at the model (main before the limits).
+Rows: ``this tree`` = ``create_app`` defaults after ``limit_malloc_arenas()`` (what ``tracenet app`` runs);
+``baseline`` = the checkout given with ``--baseline``, served by its own ``create_app(warm_up=True)``.
 Everything stays on 127.0.0.1 and ends when the time is up (the child is killed at the end).
 """
 
@@ -37,15 +38,13 @@ EXAMPLES = {"cat.png": (451, 300), "coffee.png": (512, 384), "astronaut.png": (5
 
 SERVER = """
 import sys, uvicorn
-from tracenet.app.command import limit_malloc_arenas
 from tracenet.app.server import create_app
-config, port = sys.argv[1], int(sys.argv[2])
-if config == "new":
+try:
+    from tracenet.app.command import limit_malloc_arenas
     limit_malloc_arenas()
-    app = create_app(warm_up=True)
-else:
-    app = create_app(warm_up=True, max_jobs=40, max_threads=41, max_work_bytes=1 << 40, max_request_bytes=1 << 40)
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+except ImportError:  # a baseline from before the arena cap
+    pass
+uvicorn.run(create_app(warm_up=True), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
 
@@ -96,11 +95,11 @@ def _client(base: str, seed: int, until: float, latencies: list[float], errors: 
         k += 1
 
 
-def run_config(config: str, clients: int, seconds: float) -> dict:
+def run_config(config: str, tree: Path, clients: int, seconds: float) -> dict:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    child = subprocess.Popen([sys.executable, "-c", SERVER, config, str(port)], env=env, cwd=REPO)
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    child = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=env, cwd=tree)
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -138,13 +137,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--config", choices=["new", "old", "both"], default="new")
+    parser.add_argument("--baseline", type=Path, help="a checkout of another version to measure in the same run")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
     if not (1 <= args.clients <= 200 and 1 <= args.seconds <= 600):
         parser.error("--clients must be in 1..200 and --seconds in 1..600 (this is a bounded test)")
-    rows = [run_config(c, args.clients, args.seconds) for c in (["new", "old"] if args.config == "both"
-                                                                  else [args.config])]
+    trees = [("this tree", REPO)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
+    rows = [run_config(name, tree, args.clients, args.seconds) for name, tree in trees]
     print(f"\n{args.clients} clients for {args.seconds:g} s on 127.0.0.1; {os.cpu_count()} CPUs\n")
     print("| config | requests | errors | RSS before (MB) | RSS after (MB) | growth (MB) | peak (MB) | p50 (ms) | p95 (ms) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
