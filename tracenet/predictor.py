@@ -13,8 +13,8 @@ Threads: a ``TapSegmenter`` holds one image, so it serves one thread at a time. 
 that called ``set_image``; ``predict`` / ``tap_key`` / ``image`` from another thread raise
 :class:`ConcurrentUseError` instead of answering about someone else's photo, and so does any call made while
 another thread is inside ``set_image`` / ``predict``. Give each thread its own segmenter, or serialise
-``set_image`` + ``predict`` under your own lock and call :meth:`TapSegmenter.claim` when the thread changes.
-(The web app runs all model work on one dedicated thread.)
+``set_image`` + ``predict`` under your own lock and call :meth:`TapSegmenter.claim` when the thread changes
+(what the web app does).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class TapSegmenter:
 
     def claim(self) -> None:
         """Make the calling thread the owner of the current image (for callers that serialise set_image +
-        predict under their own lock across threads)."""
+        predict under their own lock across threads, like the web app)."""
         with self._exclusive("claim"):
             self._owner = threading.get_ident()
 

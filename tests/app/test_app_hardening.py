@@ -158,7 +158,7 @@ class BlockingSegmenter:
 
 def test_health_answers_while_the_model_is_swamped_and_threads_are_bounded(helpers, live_server_cls) -> None:
     """45 segment requests wait for a blocked model (more than anyio's default 40 worker threads): health still
-    answers at once, and all model work ran on one thread (bounded OpenMP teams and malloc arenas)."""
+    answers at once, and the model saw at most max_jobs threads."""
     import httpx
 
     from tracenet.app import create_app
@@ -185,7 +185,7 @@ def test_health_answers_while_the_model_is_swamped_and_threads_are_bounded(helpe
             codes = [f.result() for f in futures]
         assert answer and answer[0].status_code == 200 and waited < 10, f"health took {waited:.1f} s"
         assert codes.count(200) == 45
-        assert len(seg.threads) == 1
+        assert len(seg.threads) <= 5
 
 
 def test_a_client_that_stalls_its_body_is_timed_out(helpers, live_server_cls) -> None:
@@ -202,8 +202,8 @@ def test_a_client_that_stalls_its_body_is_timed_out(helpers, live_server_cls) ->
 
 
 def test_a_shared_tapsegmenter_behind_the_app_answers_every_thread(helpers, live_server_cls) -> None:
-    """The real TapSegmenter refuses use from a thread that did not set its image; the app runs every model job
-    on its one model thread, so concurrent requests on two images all succeed, each with its own image."""
+    """The real TapSegmenter refuses use from a thread that did not set its image; the app hands it over
+    (claim) under its lock, so concurrent requests on two images all succeed with the right image's mask."""
     import httpx
     import torch
 

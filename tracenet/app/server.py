@@ -139,7 +139,6 @@ def create_app(
         if warm_up:
             threading.Thread(target=_warm_up, args=(runner,), name="tracenet-warm-up", daemon=True).start()
         yield
-        runner.close()
 
     import tracenet
     import tracenet.app
@@ -208,19 +207,15 @@ def create_app(
         reserve(hold, w * h * per_pixel, f"image {entry.name!r}")
         return entry
 
-    def run_model(entry: ImageEntry, job: Callable[[Any], Any]) -> Any:
-        """``job(segmenter with entry's image)`` on the model thread; 503 when the model is missing or busy."""
+    def predict(entry: ImageEntry, tap: tuple[int, int]) -> tuple[Prediction, float]:
         try:
-            return runner.run(entry, job)
+            return runner.predict(entry, tap)
         except ModelUnavailable as exc:
             raise HTTPException(503, str(exc)) from None
         except Busy as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
         finally:
             store.trim()  # cached masks count against max_store_bytes
-
-    def predict(entry: ImageEntry, tap: tuple[int, int]) -> tuple[Prediction, float]:
-        return run_model(entry, lambda seg: (seg.predict_cached(tap), seg.set_image_ms))
 
     def describe(entry: ImageEntry) -> dict[str, Any]:
         w, h = entry.size
@@ -347,16 +342,22 @@ def create_app(
             return clickable_reply(entry, parse_tap(x, y, entry), iou_threshold, t0)
 
     def clickable_reply(entry: ImageEntry, tap: tuple[int, int], iou_threshold: float, t0: float) -> dict[str, Any]:
-        def job(seg: Any) -> Any:
-            return clickable_region_details(
-                seg,
-                seg.predict_cached(tap).mask,
-                iou_threshold=iou_threshold,
-                max_taps=clickable_max_taps,
-                time_budget_s=clickable_time_budget_s,
-            )
-
-        info = run_model(entry, job)
+        try:
+            with runner.session(entry) as seg:
+                mask = seg.predict_cached(tap).mask
+                info = clickable_region_details(
+                    seg,
+                    mask,
+                    iou_threshold=iou_threshold,
+                    max_taps=clickable_max_taps,
+                    time_budget_s=clickable_time_budget_s,
+                )
+        except ModelUnavailable as exc:
+            raise HTTPException(503, str(exc)) from None
+        except Busy as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+        finally:
+            store.trim()
         return {
             "image_id": entry.image_id,
             "tap": list(tap),

@@ -1,9 +1,9 @@
-"""Server-side state of the app: an LRU store of opened images and one model on its own thread.
+"""Server-side state of the app: an LRU store of opened images and one model shared behind a lock.
 
 Each opened image gets an unguessable id (``uuid4().hex``); everything a client does afterwards names that id,
 so concurrent clients never see each other's images or masks. The segmenter is stateful (``set_image`` then
-``predict``) and not assumed thread-safe: :class:`ModelRunner` runs "switch to this image, then predict" as one
-job on a single model thread, and caches predictions per image by ``tap_key``.
+``predict``) and not assumed thread-safe: :class:`ModelRunner` makes "switch to this image, then predict" one
+atomic step under a lock, and caches predictions per image by ``tap_key``.
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from tracenet.app.limits import Busy, JobGate
-
-T = TypeVar("T")
 
 __all__ = ["ImageEntry", "ImageStore", "ModelRunner", "ModelUnavailable", "Prediction", "UnknownImage"]
 
@@ -145,27 +142,23 @@ def _as_prediction(res: Any, shape: tuple[int, int], latency_ms: float) -> Predi
 
 
 class ModelRunner:
-    """One segmenter, built lazily by ``factory()``, run on one dedicated thread.
-
-    Every model job runs on the same thread (a one-worker executor), one at a time: the segmenter's image never
-    changes under a job, and memory does not grow with the number of request threads (each thread that runs
-    PyTorch gets its own OpenMP team and malloc arena; under load that cost over a gigabyte).
+    """One segmenter, built lazily by ``factory()``, used by one request at a time.
 
     Args:
         factory: builds the segmenter (``tracenet.load`` in the shipped app).
         max_cached_bytes: per image, at most this many bytes of cached masks (oldest dropped first).
-        max_jobs: requests with a job running or queued; one more waits for a place.
-        wait_s: how long a request waits for a place, then for its job to start, before it gets :class:`Busy`.
+        max_jobs: requests running on the model or waiting for it; one more gets :class:`Busy` at once.
+        wait_s: how long a queued request waits for the model before it gets :class:`Busy`.
     """
 
     def __init__(self, factory: Callable[[], Any], *, max_cached_bytes: int = 64 << 20, max_jobs: int = 6,
                  wait_s: float = 30.0) -> None:
         self._gate = JobGate(max_jobs, wait_s=wait_s)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracenet-model")
         self._factory = factory
         self._seg: Any = None
         self._error: str | None = None
         self._current: str | None = None
+        self._lock = threading.Lock()
         self.max_cached_bytes = max_cached_bytes
         self.load_ms: float | None = None
 
@@ -180,12 +173,9 @@ class ModelRunner:
         return self._error
 
     def warm_up(self) -> None:
-        """Build the segmenter now, on the model thread (the server calls this at start-up)."""
-        self._pool.submit(self._ensure_model).result()
-
-    def close(self) -> None:
-        """Stop the model thread once queued jobs are done."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Build the segmenter now (the server calls this in a background thread at start-up)."""
+        with self._lock:
+            self._ensure_model()
 
     def _ensure_model(self) -> Any:
         if self._seg is None:
@@ -201,38 +191,41 @@ class ModelRunner:
             self.load_ms = (time.perf_counter() - t0) * 1e3
         return self._seg
 
-    def run(self, entry: ImageEntry, job: Callable[[CachedSegmenter], T]) -> T:
-        """``job(segmenter view with entry's image set)`` on the model thread; its result or its exception.
-        Raises :class:`Busy` when the wait for a place or for the job to start exceeds ``wait_s``."""
-        with self._gate.enter():
-            future = self._pool.submit(self._job, entry, job)
-            try:
-                return future.result(timeout=self._gate.wait_s)
-            except FutureTimeout:
-                if future.cancel():  # never started: nobody will wait for it
-                    raise Busy(f"the model was busy for more than {self._gate.wait_s:g} s; try again in a "
-                               "moment") from None
-                return future.result()  # already running: it finishes soon
+    @contextmanager
+    def session(self, entry: ImageEntry) -> Iterator[CachedSegmenter]:
+        """Hold the model with ``entry``'s image set; yields a segmenter view whose predictions are cached.
+        Raises :class:`Busy` when the wait for a place or for the model exceeds ``wait_s``."""
+        with self._gate.enter(), self._held():
+            seg = self._ensure_model()
+            set_ms = 0.0
+            if self._current != entry.image_id:
+                self._current = None
+                t0 = time.perf_counter()
+                seg.set_image(entry.image)
+                set_ms = (time.perf_counter() - t0) * 1e3
+                self._current = entry.image_id
+            claim = getattr(seg, "claim", None)  # TapSegmenter: this thread now owns the image (we hold the lock)
+            if callable(claim):
+                claim()
+            yield CachedSegmenter(seg, entry, self.max_cached_bytes, set_ms)
 
-    def _job(self, entry: ImageEntry, job: Callable[[CachedSegmenter], T]) -> T:
-        seg = self._ensure_model()
-        set_ms = 0.0
-        if self._current != entry.image_id:
-            self._current = None
-            t0 = time.perf_counter()
-            seg.set_image(entry.image)
-            set_ms = (time.perf_counter() - t0) * 1e3
-            self._current = entry.image_id
-        return job(CachedSegmenter(seg, entry, self.max_cached_bytes, set_ms))
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        if not self._lock.acquire(timeout=self._gate.wait_s):
+            raise Busy(f"the model was busy for more than {self._gate.wait_s:g} s; try again in a moment")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def predict(self, entry: ImageEntry, tap: tuple[int, int]) -> tuple[Prediction, float]:
         """Predict for ``tap`` ``(x, y)`` on ``entry``'s image; returns ``(prediction, set_image_ms)``."""
-        return self.run(entry, lambda seg: (seg.predict_cached(tap), seg.set_image_ms))
+        with self.session(entry) as seg:
+            return seg.predict_cached(tap), seg.set_image_ms
 
 
 class CachedSegmenter:
-    """The model with one image set, caching predictions by ``tap_key`` (valid only inside a
-    :meth:`ModelRunner.run` job)."""
+    """The model with one image set, caching predictions by ``tap_key`` (valid only inside ``session``)."""
 
     def __init__(self, seg: Any, entry: ImageEntry, max_cached_bytes: int, set_image_ms: float) -> None:
         self._seg = seg
