@@ -50,8 +50,8 @@ segment it, 40 more to edit it (measured peaks, see :mod:`tracenet.app.limits`).
   up to ``wait_s`` (30 s) for room, then gets 503 with ``Retry-After``.
 - ``max_store_bytes`` (512 MB, ``--max-store-mb``) and ``max_images`` (32): opened images and their cached masks;
   the least recently used are forgotten (their ids then give 404).
-- ``max_jobs`` (6, ``--max-jobs``): request threads at the model at once; more wait (503 after ``wait_s``).
-  ``max_threads`` (8; ``tracenet app`` uses ``max_jobs + 2``): worker threads, so pages and images always find
+- ``max_jobs`` (2, ``--max-jobs``): request threads at the model at once; more wait (503 after ``wait_s``).
+  ``max_threads`` (4; ``tracenet app`` uses ``max_jobs + 2``): worker threads, so pages and images always find
   one. ``GET /api/health`` runs on the event loop and never waits for the model or a thread.
 - ``max_taps`` (16, ``--max-taps``): taps in one ``/api/edit`` request (each is a model run); more is 422.
 - ``body_timeout_s`` (30 s): a client that sends no part of its body for that long (or takes 4x that in all)

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "a 16 MP edit)")
     parser.add_argument("--max-work-mb", type=float, default=1024.0,
                         help="memory all requests in progress may need together, MB (default 1024)")
-    parser.add_argument("--max-jobs", type=int, default=6, help="requests at the model at once (default 6)")
+    parser.add_argument("--max-jobs", type=int, default=2, help="request threads at the model at once (default 2)")
     parser.add_argument("--max-taps", type=int, default=16, help="taps in one edit request (default 16)")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="also answer to this host name (e.g. the machine's name when binding 0.0.0.0)")

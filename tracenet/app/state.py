@@ -147,11 +147,13 @@ class ModelRunner:
     Args:
         factory: builds the segmenter (``tracenet.load`` in the shipped app).
         max_cached_bytes: per image, at most this many bytes of cached masks (oldest dropped first).
-        max_jobs: requests running on the model or waiting for it; one more gets :class:`Busy` at once.
-        wait_s: how long a queued request waits for the model before it gets :class:`Busy`.
+        max_jobs: request threads at the model at once (running, or waiting for its lock); one more waits for a
+            place. Few threads at the model keep memory low: each thread that runs PyTorch gets its own OpenMP
+            team and allocates from its own malloc arena.
+        wait_s: how long a request waits for a place, then for the model, before it gets :class:`Busy`.
     """
 
-    def __init__(self, factory: Callable[[], Any], *, max_cached_bytes: int = 64 << 20, max_jobs: int = 6,
+    def __init__(self, factory: Callable[[], Any], *, max_cached_bytes: int = 64 << 20, max_jobs: int = 2,
                  wait_s: float = 30.0) -> None:
         self._gate = JobGate(max_jobs, wait_s=wait_s)
         self._factory = factory
