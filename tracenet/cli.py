@@ -45,11 +45,18 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_segment(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image
 
     import tracenet
-    from tracenet.io import save_mask_png
+    from tracenet.io.outputs import check_output, encode_image, write_all
 
+    # every output is checked before any work, and written only when every tap has succeeded
+    check_output(args.out, "--out", {".png"})
+    if args.overlay is not None:
+        check_output(args.overlay, "--overlay")
+        if args.overlay.resolve() == args.out.resolve():
+            raise ValueError(f"--overlay and --out are the same file ({args.out}); give two names")
+    if args.min_score is not None and not 0 <= args.min_score <= 1:
+        raise ValueError(f"--min-score must be a number in [0, 1], got {args.min_score}")
     kwargs = {"mask_region": args.mask_region, "selection": args.selection}
     if args.min_score is not None:
         kwargs["min_score"] = args.min_score
@@ -63,10 +70,11 @@ def run_segment(args: argparse.Namespace) -> int:
         if res.found and args.overlay:
             shown = _overlay(shown, res.mask, MASK_COLORS[i % len(MASK_COLORS)])
         _report(tap, res, args.json)
-    save_mask_png(union, args.out)
+    files = [(args.out, encode_image(union, ".png"))]
     if args.overlay:
-        args.overlay.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(shown).save(args.overlay, quality=92)
+        quality = {"quality": 92} if args.overlay.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+        files.append((args.overlay, encode_image(shown, args.overlay.suffix, **quality)))
+    write_all(files)
     if not args.json:
         print(f"wrote {args.out} ({int(union.sum())} mask pixels)" + (f" and {args.overlay}" if args.overlay else ""))
     return 0

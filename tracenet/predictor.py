@@ -8,13 +8,22 @@
 The traced path (default) runs the network only where the tap needs it (Receptive Field Tracer) and keeps what
 it computed for the next tap on the same image; ``use_rft=False`` is FullNet, the same network run whole, which
 gives the same candidate and mask.
+
+Threads: a ``TapSegmenter`` holds one image, so it serves one thread at a time. The image belongs to the thread
+that called ``set_image``; ``predict`` / ``tap_key`` / ``image`` from another thread raise
+:class:`ConcurrentUseError` instead of answering about someone else's photo, and so does any call made while
+another thread is inside ``set_image`` / ``predict``. Give each thread its own segmenter, or serialise
+``set_image`` + ``predict`` under your own lock and call :meth:`TapSegmenter.claim` when the thread changes
+(what the web app does).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +42,7 @@ from tracenet.model import (
     load_checkpoint,
     normalize,
 )
+from tracenet.model.checkpoint import MIN_MAX_SIDE
 from tracenet.model.geometry import LEVELS, STRIDES
 from tracenet.model.postprocess import (
     GATHER_KINDS,
@@ -46,6 +56,10 @@ from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
 MASK_STRIDE = 8
+
+
+class ConcurrentUseError(RuntimeError):
+    """A :class:`TapSegmenter` was used from a thread that does not own its image, or by two threads at once."""
 
 
 @dataclass
@@ -103,6 +117,10 @@ class TapSegmenter:
         if selection == "ranker" and ranker is None:
             raise ValueError("selection='ranker' needs a tap ranker; this checkpoint has none (fit one with "
                              "`python -m tracenet.train.tap_ranker`, or use selection='paper')")
+        if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < MIN_MAX_SIDE:
+            raise ValueError(f"max_side must be an int >= {MIN_MAX_SIDE} (pixels), got {max_side!r}")
+        if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
+            raise ValueError(f"min_score must be a number in [0, 1], got {min_score!r}")
         self.ranker = ranker if selection != "paper" else None
         self.selection = "ranker" if self.ranker is not None else "paper"
         # inference only: BatchNorm folded into the preceding convolutions (a copy; TraceNet and FullNet both
@@ -121,6 +139,26 @@ class TapSegmenter:
         self._scale = 1.0
         self._cache = TraceCache()
         self._full_out: dict[str, torch.Tensor] | None = None
+        self._busy = threading.Lock()  # held by set_image / predict; a second thread is refused, never queued
+        self._owner: int | None = None  # thread id that called set_image
+
+    @contextmanager
+    def _exclusive(self, what: str) -> Iterator[None]:
+        if not self._busy.acquire(blocking=False):
+            raise ConcurrentUseError(
+                f"TapSegmenter.{what}() was called while another thread is inside set_image() or predict(); "
+                "a TapSegmenter serves one thread at a time: give each thread its own (tracenet.load()) or "
+                "serialise set_image + predict under a lock")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    def claim(self) -> None:
+        """Make the calling thread the owner of the current image (for callers that serialise set_image +
+        predict under their own lock across threads, like the web app)."""
+        with self._exclusive("claim"):
+            self._owner = threading.get_ident()
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> TapSegmenter:
@@ -138,7 +176,14 @@ class TapSegmenter:
 
     # ------------------------------------------------------------------------------------------------- image
     def set_image(self, image: Any) -> None:
-        """Prepare an image (``HxWx3 uint8`` RGB array, path or PIL image); clears the per-image caches."""
+        """Prepare an image (``HxWx3 uint8`` RGB array, path or PIL image); clears the per-image caches.
+        The calling thread becomes the image's owner (see the module docstring)."""
+        with self._exclusive("set_image"):
+            self._owner = threading.get_ident()
+            self._set_image(image)
+
+    def _set_image(self, image: Any) -> None:
+        self._image = None
         rgb = load_image(image)
         net_rgb, self._scale = fit_long_side(rgb, self.max_side)
         self._image = rgb
@@ -168,7 +213,12 @@ class TapSegmenter:
 
     # ------------------------------------------------------------------------------------------------- taps
     def predict(self, xy: tuple[float, float], *, use_rft: bool = True) -> TapResult:
-        """Segment the object under the tap ``(x, y)`` (image pixels). ``use_rft=False`` runs FullNet."""
+        """Segment the object under the tap ``(x, y)`` (image pixels; fractions are floored to the pixel that
+        contains them, as the command line does). ``use_rft=False`` runs FullNet."""
+        with self._exclusive("predict"):
+            return self._predict(xy, use_rft)
+
+    def _predict(self, xy: tuple[float, float], use_rft: bool) -> TapResult:
         start = time.perf_counter()
         net_xy = self._to_net(xy)
         rows_cols = align_tap(net_xy, self.net_hw)
@@ -353,6 +403,11 @@ class TapSegmenter:
     def _require_image(self) -> None:
         if self._image is None:
             raise RuntimeError("no image set: call set_image(image) before predict() / tap_key()")
+        if self._owner != threading.get_ident():
+            raise ConcurrentUseError(
+                "this TapSegmenter's image was set by another thread; a TapSegmenter serves one thread at a time: "
+                "give each thread its own (tracenet.load()), or serialise set_image + predict under a lock and "
+                "call claim() after the thread changes")
 
     def _to_net(self, xy: tuple[float, float]) -> tuple[float, float]:
         self._require_image()

@@ -67,7 +67,7 @@ def client(segmenter):
     from tracenet.app import create_app
 
     app = create_app(lambda: segmenter, max_upload_bytes=200_000, max_pixels=1_000_000)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
         yield c
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+LOCAL = "http://127.0.0.1"  # the app answers only to loopback host names
 BOX = (20, 10, 60, 40)  # the red rectangle of helpers.rect_image(), (x0, y0, x1, y1), exclusive ends
 
 
@@ -248,7 +249,7 @@ def test_model_that_fails_to_load_is_503(helpers):
     def broken():
         raise FileNotFoundError("no checkpoint at /nowhere.safetensors")
 
-    with TestClient(create_app(broken), raise_server_exceptions=False) as c:
+    with TestClient(create_app(broken), base_url=LOCAL, raise_server_exceptions=False) as c:
         info = c.post("/api/images", data={"example": "cat.png"}).json()
         r = c.post("/api/segment", data={"image_id": info["image_id"], "x": 10, "y": 10})
         assert r.status_code == 503 and "/nowhere.safetensors" in r.json()["detail"]
@@ -259,7 +260,7 @@ def test_lru_store_forgets_the_oldest_image(segmenter, helpers):
 
     from tracenet.app import create_app
 
-    with TestClient(create_app(lambda: segmenter, max_images=2)) as c:
+    with TestClient(create_app(lambda: segmenter, max_images=2), base_url=LOCAL) as c:
         ids = [c.post("/api/images", data={"example": "cat.png"}).json()["image_id"] for _ in range(3)]
         assert c.get(f"/api/images/{ids[0]}").status_code == 404
         assert c.get(f"/api/images/{ids[2]}").status_code == 200
@@ -272,7 +273,7 @@ def test_segmenter_without_tap_key_is_cached_per_pixel_and_clickable_per_cell(he
 
     seg = helpers.FloodFillSegmenter()
     seg.tap_key = None  # like a baseline model that gives no grouping key
-    with TestClient(create_app(lambda: seg)) as c:
+    with TestClient(create_app(lambda: seg), base_url=LOCAL) as c:
         png = helpers.png_bytes(helpers.rect_image())
         image_id = c.post("/api/images", files={"file": ("r.png", png, "image/png")}).json()["image_id"]
         first = c.post("/api/segment", data={"image_id": image_id, "x": 30, "y": 20}).json()
@@ -297,7 +298,7 @@ def test_edit_of_nothing_is_422(helpers):
         return res
 
     seg.predict = predict_nothing
-    with TestClient(create_app(lambda: seg)) as c:
+    with TestClient(create_app(lambda: seg), base_url=LOCAL) as c:
         image_id = c.post("/api/images", data={"example": "cat.png"}).json()["image_id"]
         reply = c.post("/api/segment", data={"image_id": image_id, "x": 200, "y": 150}).json()
         assert reply["found"] is False and reply["area"] == 0 and reply["reason"]

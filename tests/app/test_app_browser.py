@@ -62,7 +62,8 @@ def _download(page, testid: str) -> tuple[Image.Image, str]:
     """Click effect ``testid``, wait for the result, download it; returns (image, suggested file name)."""
     old = page.get_attribute("[data-testid=download]", "href")
     page.click(f"[data-testid={testid}]")
-    page.wait_for_function(
+    _wait_js(
+        page,
         "old => { const a = document.querySelector('[data-testid=download]');"
         " return a.href.startsWith('blob:') && a.href !== old; }",
         arg=old or "",
@@ -84,9 +85,26 @@ def _tap(page, x_frac: float, y_frac: float, timeout_ms: float) -> dict:
         page.mouse.click(box["x"] + x_frac * box["width"], box["y"] + y_frac * box["height"])
     assert response.value.status == 200, response.value.text()
     page.wait_for_selector("[data-testid=overlay][data-masks='1']", state="attached", timeout=timeout_ms)
-    page.wait_for_function("document.body.dataset.state === 'idle'", timeout=timeout_ms)
+    _wait_js(page, "document.body.dataset.state === 'idle'", timeout=timeout_ms)
     assert "ms" in page.inner_text("[data-testid=latency]")
     return response.value.json()
+
+
+def _wait_js(page, expression: str, *, arg: object = None, timeout: float = 30_000) -> None:
+    """Poll ``expression`` until it is truthy. (Playwright's ``wait_for_function`` evaluates its predicate with
+    ``eval`` inside the page, which the app's Content-Security-Policy rightly forbids; ``page.evaluate`` runs
+    through the DevTools protocol, outside the page's policy.)"""
+    import time
+
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression, arg):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout / 1000:.0f} s for {expression}")
+        time.sleep(0.05)
+
+
+def _collect_csp_violations(page, errors: list[str]) -> None:
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
 
 
 def _run_flow(
@@ -94,10 +112,12 @@ def _run_flow(
 ) -> dict:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    _collect_csp_violations(page, errors)  # the server's Content-Security-Policy must not block the app itself
     page.goto(url)
     open_image(page)
     page.wait_for_selector("[data-testid=photo]", state="visible")
-    page.wait_for_function(
+    _wait_js(
+        page,
         "document.body.dataset.state === 'idle' && !!document.getElementById('photo').naturalWidth"
     )
     reply = _tap(page, *tap, timeout_ms)
@@ -115,7 +135,8 @@ def _run_flow(
             "[data-testid=effect-cutout]"
         )
     page.check("[data-testid=clickable-toggle]")
-    page.wait_for_function(
+    _wait_js(
+        page,
         "document.querySelector('[data-testid=clickable-info]').textContent.includes('%')", timeout=timeout_ms
     )
     _shot(page, artifacts, f"app-{tag}-mask.png", capsys)
@@ -169,6 +190,13 @@ def test_browser_flow_with_stand_in_segmenter(browser, helpers, live_server_cls,
         page.keyboard.up("Shift")
         page.wait_for_selector("[data-testid=overlay][data-masks='2']", state="attached", timeout=15_000)
         page.close()
+        docs = browser.new_page()
+        errors: list[str] = []
+        _collect_csp_violations(docs, errors)
+        docs.goto(server.url + "/docs")
+        _wait_js(docs, "document.getElementById('ops').children.length > 3")
+        assert not errors, f"the API page is blocked by the Content-Security-Policy: {errors}"
+        docs.close()
 
 
 def test_browser_flow_with_the_real_default_model(browser, live_server_cls, artifacts, capsys):

@@ -38,9 +38,37 @@ i.e. after EXIF rotation; all errors are JSON ``{"detail": "..."}`` with a 4xx/5
 ``GET /api/examples``, ``GET /api/examples/{name}``, ``GET /api/health``
     Bundled example images and server status.
 
-Limits (``create_app`` arguments): ``max_upload_bytes`` (20 MB: 413), ``max_pixels`` (40 MP: 413), files that
-are empty or truncated (400) or not images (415). The segmenter is used by one request at a time behind a lock;
-an unexpected error gives a 500 JSON reply and the server keeps running.
+Limits (``create_app`` arguments; ``tracenet app`` flags in brackets). Memory is counted in bytes of decoded
+pixels, estimated from the file header *before* decoding: 8 bytes per pixel to decode an upload, 8 more to
+segment it, 40 more to edit it (measured peaks, see :mod:`tracenet.app.limits`).
+
+- ``max_upload_bytes`` (20 MB, ``--max-upload-mb``): larger files get 413. ``max_pixels`` (40 MP,
+  ``--max-megapixels``): larger images get 413. Empty or truncated files get 400, non-images 415.
+- ``max_request_bytes`` (768 MB, ``--max-request-mb``): memory one request may need; a 40 MP photo can be
+  segmented, a 16 MP photo edited; more is 413 (a 4 kB PNG declaring 36 MP is refused without decoding it).
+- ``max_work_bytes`` (1 GB, ``--max-work-mb``): the same summed over all requests in progress; a request waits
+  up to ``wait_s`` (30 s) for room, then gets 503 with ``Retry-After``.
+- ``max_store_bytes`` (512 MB, ``--max-store-mb``) and ``max_images`` (32): opened images and their cached masks;
+  the least recently used are forgotten (their ids then give 404).
+- ``max_jobs`` (2, ``--max-jobs``): request threads at the model at once; more wait (503 after ``wait_s``).
+  ``max_threads`` (4; ``tracenet app`` uses ``max_jobs + 2``): worker threads, so pages and images always find
+  one. ``GET /api/health`` runs on the event loop and never waits for the model or a thread.
+- ``max_taps`` (16, ``--max-taps``): taps in one ``/api/edit`` request (each is a model run); more is 422.
+- ``body_timeout_s`` (30 s): a client that sends no part of its body for that long (or takes 4x that in all)
+  gets 408. ``tracenet app`` also closes idle keep-alive connections after 5 s and serves at most 64 connections
+  at once (503 beyond). uvicorn has no timeout for slow request *headers*; the connection cap bounds them.
+- ``allowed_hosts`` (loopback names; ``--host`` and ``--allow-host`` add names, a wildcard bind such as
+  ``0.0.0.0`` without ``--allow-host`` accepts any): other ``Host`` headers get 403 (DNS rebinding), and so do
+  requests whose ``Origin`` is not this server or marked ``Sec-Fetch-Site: cross-site`` (other web pages).
+- Every response carries ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` and a
+  Content-Security-Policy allowing only the app's own scripts, styles, images and connections, with
+  ``frame-ancestors 'none'`` (:mod:`tracenet.app.security`).
+
+``tracenet app`` caps glibc's malloc arenas at 2 before any thread starts (``MALLOC_ARENA_MAX=2`` does the
+same): with one arena per worker thread, RSS grew by more than a gigabyte under load and stayed there.
+
+The segmenter is used by one request at a time behind a lock (it is handed to the request's thread with
+``TapSegmenter.claim``); an unexpected error gives a 500 JSON reply and the server keeps running.
 """
 
 from __future__ import annotations

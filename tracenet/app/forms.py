@@ -11,7 +11,7 @@ from fastapi import HTTPException
 from tracenet.app.state import ImageEntry
 from tracenet.edit.images import ImageError, ImageTooLargeError, ImageTooSmallError, NotAnImageError
 
-__all__ = ["human_bytes", "image_http_error", "parse_color", "parse_tap", "parse_taps", "safe_stem"]
+__all__ = ["human_bytes", "image_http_error", "parse_color", "parse_tap", "parse_taps", "safe_stem", "tap_parts"]
 
 
 def image_http_error(exc: ImageError) -> HTTPException:
@@ -37,10 +37,21 @@ def parse_tap(x: float, y: float, entry: ImageEntry) -> tuple[int, int]:
     return xi, yi
 
 
-def parse_taps(text: str, entry: ImageEntry) -> list[tuple[int, int]]:
-    """``"x1,y1;x2,y2"`` -> list of ``(x, y)`` taps checked by :func:`parse_tap`, or 422."""
+def tap_parts(text: str, max_taps: int) -> list[str]:
+    """The ``"x,y"`` parts of ``"x1,y1;x2,y2"``; 422 when there are none or more than ``max_taps`` (checked
+    before the image is decoded: each tap is a model run)."""
+    parts = [p for p in text.replace(" ", "").split(";") if p]
+    if not parts:
+        raise HTTPException(422, "give at least one tap, e.g. taps=120,80")
+    if len(parts) > max_taps:
+        raise HTTPException(422, f"{len(parts)} taps in one request; the limit is {max_taps} (each tap is a model run)")
+    return parts
+
+
+def parse_taps(text: str, entry: ImageEntry, max_taps: int = 16) -> list[tuple[int, int]]:
+    """``"x1,y1;x2,y2"`` -> list of ``(x, y)`` taps checked by :func:`parse_tap` (at most ``max_taps``), or 422."""
     taps = []
-    for part in (p for p in text.replace(" ", "").split(";") if p):
+    for part in tap_parts(text, max_taps):
         try:
             x, y = (float(v) for v in part.split(","))
         except ValueError:
@@ -48,8 +59,6 @@ def parse_taps(text: str, entry: ImageEntry) -> list[tuple[int, int]]:
                 422, f"taps must look like 'x1,y1;x2,y2' in image pixels, got {text!r}"
             ) from None
         taps.append(parse_tap(x, y, entry))
-    if not taps:
-        raise HTTPException(422, "give at least one tap, e.g. taps=120,80")
     return taps
 
 

@@ -1,14 +1,16 @@
-"""ASGI middleware that keeps the server up: a request body limit and JSON 500s for unexpected errors."""
+"""ASGI middleware that keeps the server up: a request body limit, a timeout for slow request bodies, and JSON
+500s for unexpected errors."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
 
-__all__ = ["BodyTooLarge", "GuardMiddleware"]
+__all__ = ["BodyTooLarge", "GuardMiddleware", "send_json"]
 
 log = logging.getLogger("tracenet.app")
 
@@ -24,11 +26,18 @@ class BodyTooLarge(HTTPException):
         )
 
 
+class BodyTimeout(HTTPException):
+    """Raised when a client sends no part of its request body for ``body_timeout_s`` seconds (slow clients)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:g} s; the connection was closed")
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} kB"
 
 
-async def _send_json(send: Any, status: int, detail: str) -> None:
+async def send_json(send: Any, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -36,14 +45,16 @@ async def _send_json(send: Any, status: int, detail: str) -> None:
 
 
 class GuardMiddleware:
-    """Reject bodies over ``max_body_bytes`` with 413 and turn any unhandled exception into a 500 JSON reply.
+    """Reject bodies over ``max_body_bytes`` with 413, bodies that stall for ``body_timeout_s`` between two
+    chunks (or take ``4 * body_timeout_s`` in all) with 408, and turn any unhandled exception into a 500 JSON reply.
 
     The ``Content-Length`` header is checked before reading; chunked bodies are counted while they stream in.
     """
 
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -56,19 +67,30 @@ class GuardMiddleware:
         except ValueError:
             declared = 0
         if declared > limit:
-            await _send_json(send, 413, BodyTooLarge(limit).detail)
+            await send_json(send, 413, BodyTooLarge(limit).detail)
             return
 
         started = False
         received = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 4 * self.body_timeout_s
+
+        body_done = False
 
         async def counting_receive() -> Any:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body only http.disconnect can come: wait for it as long as it takes
+                return await receive()
+            wait = min(self.body_timeout_s, deadline - loop.time())
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, wait))
+            except asyncio.TimeoutError:
+                raise BodyTimeout(self.body_timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit)
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Any) -> None:
@@ -79,13 +101,13 @@ class GuardMiddleware:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge as exc:
+        except (BodyTooLarge, BodyTimeout) as exc:
             if not started:
-                await _send_json(send, 413, exc.detail)
+                await send_json(send, exc.status_code, exc.detail)
         except Exception as exc:  # noqa: BLE001 - the whole point: the server stays up
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                await _send_json(
+                await send_json(
                     send,
                     500,
                     f"internal error ({exc.__class__.__name__}: {exc}); the server is still running, "

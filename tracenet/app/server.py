@@ -19,11 +19,29 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from tracenet.app.encoding import encode_mask, parse_formats
-from tracenet.app.forms import human_bytes, image_http_error, parse_color, parse_tap, parse_taps, safe_stem
+from tracenet.app.forms import (
+    human_bytes,
+    image_http_error,
+    parse_color,
+    parse_tap,
+    parse_taps,
+    safe_stem,
+    tap_parts,
+)
 from tracenet.app.guard import GuardMiddleware
+from tracenet.app.limits import (
+    DECODE_BYTES_PER_PIXEL,
+    EDIT_BYTES_PER_PIXEL,
+    SEGMENT_BYTES_PER_PIXEL,
+    Busy,
+    ByteBudget,
+    Hold,
+    TooBig,
+)
+from tracenet.app.security import LOOPBACK_HOSTS, SecurityMiddleware
 from tracenet.app.state import ImageEntry, ImageStore, ModelRunner, ModelUnavailable, Prediction, UnknownImage
 from tracenet.edit.clickable import clickable_region_details
-from tracenet.edit.effects import EFFECTS, apply_effect
+from tracenet.edit.effects import EFFECTS, MAX_FEATHER, apply_effect
 from tracenet.edit.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -60,6 +78,15 @@ def create_app(
     max_upload_bytes: int = 20 << 20,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_images: int = 32,
+    max_store_bytes: int = 512 << 20,
+    max_request_bytes: int = 768 << 20,
+    max_work_bytes: int = 1 << 30,
+    max_jobs: int = 2,
+    max_taps: int = 16,
+    max_threads: int = 4,
+    wait_s: float = 30.0,
+    body_timeout_s: float = 30.0,
+    allowed_hosts: frozenset[str] | set[str] | None = LOOPBACK_HOSTS,
     clickable_max_taps: int | None = 400,
     clickable_time_budget_s: float | None = 8.0,
     examples_dir: Path = EXAMPLES_DIR,
@@ -74,19 +101,41 @@ def create_app(
         max_upload_bytes: largest accepted image file; bigger requests get 413.
         max_pixels: largest accepted image in pixels (W * H); bigger images get 413.
         max_images: how many opened images the server remembers (least recently used are forgotten).
+        max_store_bytes: bytes of decoded images (3 per pixel) and cached masks the server remembers; least
+            recently used images are forgotten past it.
+        max_request_bytes: memory one request may need for decoded pixels and their processing, estimated before
+            decoding from the file header (8 bytes per pixel to decode an upload, 8 more to segment, 40 more to
+            edit); past it 413. The default lets a 40 MP photo be segmented and a 16 MP photo be edited.
+        max_work_bytes: the same, summed over all requests in progress; a request waits up to ``wait_s`` for
+            room, then gets 503.
+        max_jobs: request threads at the model at once (running or waiting for it); more wait up to ``wait_s``
+            (503 after that). Below ``max_threads``, so pages and images always find a free thread.
+        max_taps: taps one ``/api/edit`` request may send (each is a model run); more is 422.
+        max_threads: worker threads for request handlers (each thread can hold a malloc arena); ``/api/health``
+            needs none.
+        wait_s: how long a request waits for the model or for memory before 503.
+        body_timeout_s: a client that sends no part of its request body for this long gets 408.
+        allowed_hosts: host names the server answers to (``Host`` header, and ``Origin`` of cross-origin
+            requests): loopback names by default; None accepts any (a deliberate public bind).
         clickable_max_taps: model calls allowed for one clickable-region request (None: exact, unbounded).
         clickable_time_budget_s: seconds one clickable-region request may keep the model busy (None: no limit);
             past either bound the region is interpolated from the taps run so far (``exact: false``).
         examples_dir: folder of ``*.png`` example images offered on the page.
         warm_up: load the model in a background thread as soon as the server starts.
     """
-    store = ImageStore(max_images=max_images)
-    runner = ModelRunner(segmenter_factory or _default_factory)
+    store = ImageStore(max_images=max_images, max_bytes=max_store_bytes)
+    runner = ModelRunner(segmenter_factory or _default_factory, max_jobs=max_jobs, wait_s=wait_s)
+    budget = ByteBudget(max_work_bytes, per_request=max_request_bytes, wait_s=wait_s)
+    if max_taps < 1 or max_threads <= max_jobs:
+        raise ValueError(f"need max_taps >= 1 and max_threads > max_jobs, got {max_taps}, {max_threads}, {max_jobs}")
     examples = {p.name: p for p in sorted(Path(examples_dir).glob("*.png"))}
     index_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = max_threads
         if warm_up:
             threading.Thread(target=_warm_up, args=(runner,), name="tracenet-warm-up", daemon=True).start()
         yield
@@ -102,11 +151,15 @@ def create_app(
         docs_url=None,  # Swagger UI / ReDoc load their scripts from a CDN; /docs is our own offline page
         redoc_url=None,
     )
-    app.add_middleware(GuardMiddleware, max_body_bytes=2 * max_upload_bytes + _FORM_SLACK)
+    app.add_middleware(
+        GuardMiddleware, max_body_bytes=2 * max_upload_bytes + _FORM_SLACK, body_timeout_s=body_timeout_s
+    )
+    app.add_middleware(SecurityMiddleware, allowed_hosts=allowed_hosts)  # outermost: runs first
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.state.store, app.state.runner = store, runner
+    app.state.store, app.state.runner, app.state.budget = store, runner, budget
 
-    def read_upload(upload: UploadFile, what: str = "image") -> np.ndarray:
+    def read_upload(upload: UploadFile, hold: Hold, per_pixel: int, what: str = "image") -> np.ndarray:
+        """Decode an upload after reserving ``per_pixel`` bytes per pixel (read from its header) in ``hold``."""
         data = upload.file.read(max_upload_bytes + 1)
         name = f"{what} {upload.filename!r}" if upload.filename else f"the {what}"
         if len(data) > max_upload_bytes:
@@ -115,33 +168,54 @@ def create_app(
                 f"{name} is larger than {human_bytes(max_upload_bytes)}; downscale or re-encode it as JPEG",
             )
         try:
-            return load_rgb(data, max_pixels=max_pixels, name=name)
+            return load_rgb(
+                data, max_pixels=max_pixels, name=name, before_decode=lambda w, h: reserve(hold, w * h * per_pixel, name)
+            )
         except ImageError as exc:
             raise image_http_error(exc) from None
 
-    def resolve(image: UploadFile | None, image_id: str | None, *, keep: bool) -> ImageEntry:
+    def reserve(hold: Hold, nbytes: int, what: str) -> None:
+        try:
+            hold.add(nbytes, what)
+        except TooBig as exc:
+            raise HTTPException(413, str(exc)) from None
+        except Busy as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+
+    def resolve(
+        image: UploadFile | None, image_id: str | None, *, keep: bool, hold: Hold, per_pixel: int
+    ) -> ImageEntry:
+        """The request's image (an upload, decoded, or a stored one), with ``per_pixel`` bytes per pixel reserved
+        in ``hold`` for decoding and processing it."""
         if (image is None) == (not image_id):
             raise HTTPException(
                 422, "give either an image file (field 'image') or an image_id from POST /api/images"
             )
         if image is not None:
-            array = read_upload(image)
+            array = read_upload(image, hold, DECODE_BYTES_PER_PIXEL + per_pixel)
             name = image.filename or "upload.png"
             return store.add(array, name) if keep else ImageEntry(f"tmp-{uuid.uuid4().hex}", array, name)
         try:
-            return store.get(image_id or "")
+            entry = store.get(image_id or "")
         except UnknownImage:
             raise HTTPException(
                 404,
                 f"image_id {image_id!r} is unknown or expired (the server keeps the {store.max_images} most "
                 "recently used images); open the image again",
             ) from None
+        w, h = entry.size
+        reserve(hold, w * h * per_pixel, f"image {entry.name!r}")
+        return entry
 
     def predict(entry: ImageEntry, tap: tuple[int, int]) -> tuple[Prediction, float]:
         try:
             return runner.predict(entry, tap)
         except ModelUnavailable as exc:
             raise HTTPException(503, str(exc)) from None
+        except Busy as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+        finally:
+            store.trim()  # cached masks count against max_store_bytes
 
     def describe(entry: ImageEntry) -> dict[str, Any]:
         w, h = entry.size
@@ -162,14 +236,21 @@ def create_app(
         return HTMLResponse((STATIC_DIR / "api.html").read_text(encoding="utf-8"))
 
     @app.get("/api/health", summary="Server and model status")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:  # async: answered on the event loop, never behind busy worker threads
         return {
             "status": "ok",
             "model_loaded": runner.loaded,
             "model_error": runner.error,
             "images": len(store),
+            "store_bytes": store.nbytes,
+            "work_bytes": budget.in_use,
             "max_upload_bytes": max_upload_bytes,
             "max_pixels": max_pixels,
+            "max_store_bytes": max_store_bytes,
+            "max_request_bytes": budget.per_request,
+            "max_work_bytes": max_work_bytes,
+            "max_jobs": max_jobs,
+            "max_taps": max_taps,
             "effects": list(EFFECTS),
         }
 
@@ -193,8 +274,9 @@ def create_app(
                 422, "give either a file (field 'file') or the name of an example (field 'example')"
             )
         if file is not None:
-            array = read_upload(file)
-            return describe(store.add(array, file.filename or "upload.png"))
+            with budget.hold() as hold:
+                array = read_upload(file, hold, DECODE_BYTES_PER_PIXEL)
+                return describe(store.add(array, file.filename or "upload.png"))
         if example not in examples:
             raise HTTPException(404, f"no example called {example!r}; choose one of {', '.join(examples)}")
         return describe(store.add(load_rgb(examples[example]), example or ""))
@@ -203,9 +285,10 @@ def create_app(
         "/api/images/{image_id}", summary="The opened image as the model sees it (EXIF-rotated RGB JPEG)"
     )
     def get_image(image_id: str) -> Response:
-        entry = resolve(None, image_id, keep=True)
-        buf = io.BytesIO()
-        Image.fromarray(entry.image).save(buf, format="JPEG", quality=92)
+        with budget.hold() as hold:
+            entry = resolve(None, image_id, keep=True, hold=hold, per_pixel=SEGMENT_BYTES_PER_PIXEL)
+            buf = io.BytesIO()
+            Image.fromarray(entry.image).save(buf, format="JPEG", quality=92)
         return Response(
             buf.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
         )
@@ -225,8 +308,11 @@ def create_app(
             formats = parse_formats(format)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-        entry = resolve(image, image_id, keep=True)
-        tap = parse_tap(x, y, entry)
+        with budget.hold() as hold:
+            entry = resolve(image, image_id, keep=True, hold=hold, per_pixel=SEGMENT_BYTES_PER_PIXEL)
+            return segment_reply(entry, parse_tap(x, y, entry), formats, t0)
+
+    def segment_reply(entry: ImageEntry, tap: tuple[int, int], formats: list[str], t0: float) -> dict[str, Any]:
         pred, set_ms = predict(entry, tap)
         reply = describe(entry) | {
             "tap": list(tap),
@@ -251,8 +337,11 @@ def create_app(
         iou_threshold: Annotated[float, Form(gt=0, le=1)] = 0.9,
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
-        entry = resolve(None, image_id, keep=True)
-        tap = parse_tap(x, y, entry)
+        with budget.hold() as hold:
+            entry = resolve(None, image_id, keep=True, hold=hold, per_pixel=SEGMENT_BYTES_PER_PIXEL)
+            return clickable_reply(entry, parse_tap(x, y, entry), iou_threshold, t0)
+
+    def clickable_reply(entry: ImageEntry, tap: tuple[int, int], iou_threshold: float, t0: float) -> dict[str, Any]:
         try:
             with runner.session(entry) as seg:
                 mask = seg.predict_cached(tap).mask
@@ -265,6 +354,10 @@ def create_app(
                 )
         except ModelUnavailable as exc:
             raise HTTPException(503, str(exc)) from None
+        except Busy as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+        finally:
+            store.trim()
         return {
             "image_id": entry.image_id,
             "tap": list(tap),
@@ -291,16 +384,25 @@ def create_app(
         color: Annotated[str | None, Form(description="replace: #rrggbb or r,g,b (default white)")] = None,
         background: Annotated[UploadFile | None, File(description="replace: background picture")] = None,
         strength: Annotated[float, Form(ge=0, le=1, description="blur: 0..1")] = 0.5,
-        feather: Annotated[float, Form(ge=0, le=50, description="edge softness, pixels")] = 1.5,
+        feather: Annotated[float, Form(ge=0, le=MAX_FEATHER, description="edge softness, pixels")] = 1.5,
         output: Annotated[str, Form(description="png or jpeg (cutout is always png)")] = "png",
     ) -> Response:
         if effect not in EFFECTS:
             raise HTTPException(422, f"unknown effect {effect!r}; choose one of {', '.join(EFFECTS)}")
         if output not in ("png", "jpeg"):
             raise HTTPException(422, f"output must be png or jpeg, got {output!r}")
-        entry = resolve(image, image_id, keep=False)
+        tap_parts(taps, max_taps)  # before decoding anything
+        with budget.hold() as hold:
+            entry = resolve(image, image_id, keep=False, hold=hold, per_pixel=EDIT_BYTES_PER_PIXEL)
+            parsed = parse_taps(taps, entry, max_taps)
+            if color is not None and background is not None:
+                raise HTTPException(422, "give either color or background, not both")
+            back = None if background is None else read_upload(background, hold, DECODE_BYTES_PER_PIXEL, "background")
+            return edit_reply(entry, parsed, effect, output, strength, feather, color, back)
+
+    def edit_reply(entry: ImageEntry, parsed: list[tuple[int, int]], effect: str, output: str, strength: float,
+                   feather: float, color: str | None, background: np.ndarray | None) -> Response:
         mask = np.zeros(entry.image.shape[:2], dtype=bool)
-        parsed = parse_taps(taps, entry)
         for tap in parsed:
             mask |= predict(entry, tap)[0].mask
         if not mask.any():
@@ -312,10 +414,8 @@ def create_app(
         if effect == "blur":
             options["strength"] = strength
         elif effect == "replace":
-            if color is not None and background is not None:
-                raise HTTPException(422, "give either color or background, not both")
             options["color"] = None if color is None else parse_color(color)
-            options["background"] = None if background is None else read_upload(background, "background")
+            options["background"] = background
         result = apply_effect(effect, entry.image, mask, **options)
         fmt = "png" if effect == "cutout" else output
         if fmt == "png":

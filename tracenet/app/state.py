@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from tracenet.app.limits import Busy, JobGate
+
 __all__ = ["ImageEntry", "ImageStore", "ModelRunner", "ModelUnavailable", "Prediction", "UnknownImage"]
 
 
@@ -68,13 +70,22 @@ class ImageEntry:
         """``(width, height)`` in pixels."""
         return int(self.image.shape[1]), int(self.image.shape[0])
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the pixels plus the cached masks."""
+        with self.lock:
+            return self.image.nbytes + sum(p.mask.nbytes for p in self.predictions.values())
+
 
 class ImageStore:
-    """Thread-safe LRU of :class:`ImageEntry`, bounded by count and by total image bytes."""
+    """Thread-safe LRU of :class:`ImageEntry`, bounded by count and by total bytes (pixels + cached masks); the
+    most recently used image is always kept."""
 
-    def __init__(self, *, max_images: int = 32, max_bytes: int = 1 << 30) -> None:
+    def __init__(self, *, max_images: int = 32, max_bytes: int = 512 << 20) -> None:
         if max_images < 1:
             raise ValueError(f"max_images must be >= 1, got {max_images}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
         self.max_images = max_images
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, ImageEntry] = OrderedDict()
@@ -85,11 +96,23 @@ class ImageStore:
         entry = ImageEntry(uuid.uuid4().hex, image, name)
         with self._lock:
             self._entries[entry.image_id] = entry
-            total = sum(e.image.nbytes for e in self._entries.values())
+        self.trim()
+        return entry
+
+    def trim(self) -> None:
+        """Forget least recently used images until within ``max_images`` and ``max_bytes`` (called after each
+        add and after masks were cached)."""
+        with self._lock:
+            total = sum(e.nbytes for e in self._entries.values())
             while len(self._entries) > 1 and (len(self._entries) > self.max_images or total > self.max_bytes):
                 _, old = self._entries.popitem(last=False)
-                total -= old.image.nbytes
-        return entry
+                total -= old.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all stored images and their cached masks."""
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values())
 
     def get(self, image_id: str) -> ImageEntry:
         """The entry for ``image_id`` (marked recently used); :class:`UnknownImage` if absent."""
@@ -124,9 +147,15 @@ class ModelRunner:
     Args:
         factory: builds the segmenter (``tracenet.load`` in the shipped app).
         max_cached_bytes: per image, at most this many bytes of cached masks (oldest dropped first).
+        max_jobs: request threads at the model at once (running, or waiting for its lock); one more waits for a
+            place. Few threads at the model keep memory low: each thread that runs PyTorch gets its own OpenMP
+            team and allocates from its own malloc arena.
+        wait_s: how long a request waits for a place, then for the model, before it gets :class:`Busy`.
     """
 
-    def __init__(self, factory: Callable[[], Any], *, max_cached_bytes: int = 64 << 20) -> None:
+    def __init__(self, factory: Callable[[], Any], *, max_cached_bytes: int = 64 << 20, max_jobs: int = 2,
+                 wait_s: float = 30.0) -> None:
+        self._gate = JobGate(max_jobs, wait_s=wait_s)
         self._factory = factory
         self._seg: Any = None
         self._error: str | None = None
@@ -166,8 +195,9 @@ class ModelRunner:
 
     @contextmanager
     def session(self, entry: ImageEntry) -> Iterator[CachedSegmenter]:
-        """Hold the model with ``entry``'s image set; yields a segmenter view whose predictions are cached."""
-        with self._lock:
+        """Hold the model with ``entry``'s image set; yields a segmenter view whose predictions are cached.
+        Raises :class:`Busy` when the wait for a place or for the model exceeds ``wait_s``."""
+        with self._gate.enter(), self._held():
             seg = self._ensure_model()
             set_ms = 0.0
             if self._current != entry.image_id:
@@ -176,7 +206,19 @@ class ModelRunner:
                 seg.set_image(entry.image)
                 set_ms = (time.perf_counter() - t0) * 1e3
                 self._current = entry.image_id
+            claim = getattr(seg, "claim", None)  # TapSegmenter: this thread now owns the image (we hold the lock)
+            if callable(claim):
+                claim()
             yield CachedSegmenter(seg, entry, self.max_cached_bytes, set_ms)
+
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        if not self._lock.acquire(timeout=self._gate.wait_s):
+            raise Busy(f"the model was busy for more than {self._gate.wait_s:g} s; try again in a moment")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def predict(self, entry: ImageEntry, tap: tuple[int, int]) -> tuple[Prediction, float]:
         """Predict for ``tap`` ``(x, y)`` on ``entry``'s image; returns ``(prediction, set_image_ms)``."""

@@ -15,6 +15,7 @@ right, y down, in the image as displayed (after EXIF rotation).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -22,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from tracenet.edit.effects import DEFAULT_FEATHER, EFFECTS, apply_effect
+from tracenet.edit.effects import DEFAULT_FEATHER, EFFECTS, MAX_FEATHER, apply_effect
 from tracenet.edit.images import ImageError, load_rgb
+from tracenet.io.outputs import check_output, encode_image, write_all
 
 __all__ = ["add_arguments", "parse_color", "parse_tap", "run"]
 
@@ -33,14 +34,17 @@ _ALPHA_FORMATS = {".png", ".webp", ".tif", ".tiff"}
 
 
 def parse_tap(text: str) -> tuple[int, int]:
-    """``"X,Y"`` -> ``(x, y)`` integer image pixels (argparse type)."""
+    """``"X,Y"`` -> ``(x, y)`` integer image pixels (argparse type). Fractions are floored to the pixel that
+    contains the point, as ``TapSegmenter.predict`` and the web app do (``10.7,3.2`` is pixel ``(10, 3)``)."""
     try:
-        x, y = (int(round(float(v))) for v in text.split(","))
+        x, y = (float(v) for v in text.split(","))
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"tap must be X,Y in image pixels, e.g. 120,80; got {text!r}"
+            f"tap must be X,Y in image pixels (finite numbers), e.g. 120,80; got {text!r}"
         ) from None
-    return x, y
+    return math.floor(x), math.floor(y)
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
@@ -118,8 +122,16 @@ def run(args: argparse.Namespace, *, load_segmenter: Callable[[Path | None], Any
         return _fail(f"cutout has a transparent background; write it as .png or .webp, not {args.out.name}")
     if not 0.0 <= args.strength <= 1.0:
         return _fail(f"--strength must be in [0, 1], got {args.strength}")
-    if args.feather < 0:
-        return _fail(f"--feather must be >= 0 pixels, got {args.feather}")
+    if not 0 <= args.feather <= MAX_FEATHER:
+        return _fail(f"--feather must be in [0, {MAX_FEATHER:g}] pixels, got {args.feather}")
+    try:  # every output is checked before any work; nothing is written unless everything succeeds
+        check_output(args.out, "--out")
+        if args.mask_out is not None:
+            check_output(args.mask_out, "--mask-out", {".png", ".bmp", ".tif", ".tiff"})
+            if args.mask_out.resolve() == args.out.resolve():
+                return _fail(f"--mask-out and --out are the same file ({args.out}); give two names")
+    except ValueError as exc:
+        return _fail(str(exc))
     try:
         image = load_rgb(args.image)
         background = None if args.background is None else load_rgb(args.background)
@@ -153,13 +165,12 @@ def run(args: argparse.Namespace, *, load_segmenter: Callable[[Path | None], Any
         options.update(color=args.color, background=background)
     result = apply_effect(args.effect, image, mask, **options)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    files = [(args.out, encode_image(result, args.out.suffix))]
+    if args.mask_out is not None:
+        files.append((args.mask_out, encode_image(mask, args.mask_out.suffix)))
     try:
-        Image.fromarray(result).save(args.out)
-        if args.mask_out is not None:
-            args.mask_out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(mask.astype(np.uint8) * 255).save(args.mask_out)
-    except (ValueError, OSError) as exc:  # unknown extension, unwritable folder
-        return _fail(f"could not write {args.out}: {exc}; use an .png or .jpg file name in a writable folder")
+        write_all(files)
+    except OSError as exc:  # a disk error mid-way: nothing was renamed into place
+        return _fail(str(exc))
     print(f"wrote {args.out} ({args.effect}, {w}x{h})")
     return 0

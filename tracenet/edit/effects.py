@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "EFFECTS",
+    "MAX_FEATHER",
     "apply_effect",
     "blur_background",
     "color_splash",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 DEFAULT_FEATHER = 1.5
+MAX_FEATHER = 50.0
+"""Largest edge softness in pixels (the Gaussian's work grows with its square; 50 px is soft on any photo)."""
 """Default edge softness in pixels (sigma of the Gaussian applied to the mask)."""
 
 _WORK_RADIUS = 6.0  # largest disk radius (pixels) blurred at full resolution
@@ -65,8 +68,8 @@ def soft_alpha(mask: np.ndarray, feather: float = DEFAULT_FEATHER) -> np.ndarray
     Returns:
         ``H x W`` float32 in ``[0, 1]``; exactly 1 deep inside the subject and exactly 0 far outside.
     """
-    if feather < 0:
-        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+    if not 0 <= feather <= MAX_FEATHER:
+        raise ValueError(f"feather must be in [0, {MAX_FEATHER:g}] pixels, got {feather}")
     alpha = np.asarray(mask, dtype=bool).astype(np.float32)
     if feather == 0 or not alpha.any():
         return alpha

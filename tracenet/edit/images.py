@@ -14,6 +14,7 @@ import io
 import os
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,7 @@ def load_rgb(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str | None = None,
+    before_decode: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Decode an image into an ``H x W x 3`` uint8 RGB array (EXIF orientation applied).
 
@@ -76,6 +78,8 @@ def load_rgb(
         source: raw file bytes, a path, or a PIL image.
         max_pixels: reject images with more than this many pixels (W * H), checked before decoding.
         name: how to call the input in error messages (default: the path, or "the upload").
+        before_decode: called with ``(width, height)`` from the header once the size checks passed and before
+            any pixel is decoded (the web app reserves memory there; it may raise to stop).
 
     Returns:
         ``H x W x 3`` uint8 RGB; ``H``, ``W`` as displayed (after EXIF rotation).
@@ -124,6 +128,8 @@ def load_rgb(
         )
     if min(w, h) < MIN_SIDE:
         raise ImageTooSmallError(f"{label} is {w}x{h} pixels; both sides must be at least {MIN_SIDE} pixels")
+    if before_decode is not None:
+        before_decode(w, h)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -19,6 +19,7 @@ Standalone: ``python -m tracenet.eval --method grabcut --ann VAL.json --images D
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -91,6 +92,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _check_counts(args: argparse.Namespace) -> str | None:
+    for flag, value, low in (("--max-images", args.max_images, 1), ("--max-instances", args.max_instances, 1),
+                             ("--showcase", args.showcase, 0), ("--check-group-key", args.check_group_key, 0)):
+        if value is not None and value < low:
+            return f"{flag} must be >= {low}, got {value}"
+    return None
+
+
+def _check_out(out: Path) -> str | None:
+    """Why ``out`` cannot become the output folder (checked before the run, so a long run never fails at the end)."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file; give a folder for metrics.json, report.md and the plots"
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {out}: {parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--out {out}: the folder {parent} is not writable"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation described by ``args``; 0 on success, 2 on a user error (message on stderr)."""
     from tracenet.eval.evaluate import EvalConfig, evaluate, load_coco_benchmark, resolve_stride
@@ -115,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             print(f"error: {what} not found: {path}", file=sys.stderr)
             return 2
+    problem = _check_counts(args) or _check_out(Path(args.out))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         shard = None if args.shard is None else parse_shard(args.shard)
         if args.ann:

@@ -14,8 +14,6 @@ exactly the single run.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sys
 import time
 from collections.abc import Iterator
@@ -130,7 +128,8 @@ def _load_image(info: dict, images_dir: Path, ann_path: Path) -> np.ndarray:
 def load_coco_benchmark(ann_path: str | Path, images_dir: str | Path) -> Benchmark:
     """A COCO instances JSON + its image folder as benchmark records: images with a non-crowd annotation, by id;
     their non-crowd annotations by id (crowd ones counted in ``skipped``); masks rasterised when evaluated."""
-    from pycocotools.coco import COCO
+
+    from tracenet.eval.coco_checks import load_checked_coco
 
     ann_path, images_dir = Path(ann_path), Path(images_dir)
     if not ann_path.is_file():
@@ -141,8 +140,7 @@ def load_coco_benchmark(ann_path: str | Path, images_dir: str | Path) -> Benchma
         raise FileNotFoundError(
             f"image folder not found: {images_dir} (pass the folder of the JSON's file_name)"
         )
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress to stdout
-        coco = COCO(str(ann_path))
+    coco = load_checked_coco(ann_path, images_dir)  # crafted coordinates never reach pycocotools
     cat_names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
 
     def instances(anns: list[dict]) -> Iterator[InstanceRecord]:

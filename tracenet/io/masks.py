@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from tracenet.io.outputs import encode_image, write_all
 
 DEFAULT_COLOR = (30, 144, 255)  # dodger blue
 _SUFFIX_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -35,9 +36,7 @@ def save_mask_png(mask: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: masks are saved as PNG (lossless); use a .png suffix")
-    m = _check_mask(mask)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(m.astype(np.uint8) * 255).save(path, format="PNG")
+    write_all([(path, encode_image(_check_mask(mask), ".png"))])  # atomic: never a half-written mask
     return path
 
 
@@ -96,7 +95,6 @@ def save_overlay(
     path = Path(path)
     fmt = _check_suffix(path)
     out = overlay(image, mask, color, alpha, outline=outline)
-    path.parent.mkdir(parents=True, exist_ok=True)
     kwargs = {"quality": quality} if fmt == "JPEG" else {}
-    Image.fromarray(out).save(path, format=fmt, **kwargs)
+    write_all([(path, encode_image(out, path.suffix, **kwargs))])
     return path

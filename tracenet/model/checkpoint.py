@@ -106,7 +106,29 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], TraceNet
         meta = json.loads(metadata.get("meta", "{}"))
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: the stored config is invalid: {err}") from err
+    _check_meta(meta, path)
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"{path}: tensor {key} contains NaN or infinite values; the checkpoint is corrupt (a diverged "
+                "training run or a damaged file) and would give 'best score nan' on every tap"
+            )
     return tensors, cfg, meta
+
+
+MIN_MAX_SIDE = 32
+"""Smallest network input side a checkpoint's ``max_side`` (or ``tracenet.load(max_side=...)``) may ask for."""
+
+
+def _check_meta(meta: Any, path: Path) -> None:
+    """The keys of ``meta`` the predictor reads must have the right types (a crafted file gets a clear error)."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: metadata 'meta' must be a JSON object, got {type(meta).__name__}")
+    side = meta.get("max_side", MIN_MAX_SIDE)
+    if isinstance(side, bool) or not isinstance(side, int) or side < MIN_MAX_SIDE:
+        raise CheckpointError(f"{path}: meta max_side must be an int >= {MIN_MAX_SIDE}, got {side!r}")
+    if "tap_ranker" in meta and not isinstance(meta["tap_ranker"], dict):
+        raise CheckpointError(f"{path}: meta tap_ranker must be a JSON object, got {meta['tap_ranker']!r}")
 
 
 def load_checkpoint(
@@ -123,8 +145,21 @@ def load_checkpoint(
             safetensors file without TraceNet metadata, or weights that do not fit the stored config.
     """
     tensors, cfg, meta = read_checkpoint(path)
-    model = build_model(cfg.replace(pretrained_backbone=False, backbone_weights=None))
+    cfg = cfg.replace(pretrained_backbone=False, backbone_weights=None)
+    with torch.device("meta"):  # shapes only: a config that does not fit the file is refused before any memory
+        expected = build_model(cfg).state_dict()
+    _check_shapes(path, cfg, expected, tensors)
+    model = build_model(cfg)
     expected = model.state_dict()
+    state = {k: v.to(expected[k].dtype) for k, v in tensors.items()}
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval(), cfg, meta
+
+
+def _check_shapes(
+    path: str | Path, cfg: TraceNetConfig, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]
+) -> None:
+    """Raise :class:`CheckpointError` unless ``tensors`` has exactly the keys and shapes of ``expected``."""
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
@@ -144,6 +179,3 @@ def load_checkpoint(
             f"{path}: weights do not match the stored config (backbone={cfg.backbone}, "
             f"fpn_channels={cfg.fpn_channels}): " + "; ".join(details)
         )
-    state = {k: v.to(expected[k].dtype) for k, v in tensors.items()}
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), cfg, meta

@@ -12,6 +12,10 @@ from typing import Any
 from tracenet.model.dynamic_head import MASK_CHANNELS
 
 BACKBONES = ("lite0", "lite1", "lite2", "resnet50", "resnet101")
+LIMITS = {"num_classes": 10_000, "fpn_channels": 1024, "mask_branch_channels": 1024, "head_convs": 16,
+          "mask_branch_convs": 16}
+"""Largest accepted value of each size field: far above any real model (LVIS has 1203 classes, the paper's FPN
+256 channels), low enough that a crafted config cannot ask for gigabytes before a single tensor is checked."""
 
 
 @dataclass
@@ -60,14 +64,20 @@ class TraceNetConfig:
             raise ValueError(
                 f"TraceNetConfig.backbone={self.backbone!r} is unknown; choose one of {BACKBONES}"
             )
-        for name in ("num_classes", "fpn_channels", "mask_branch_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"TraceNetConfig.{name} must be a positive int, got {value!r}")
-        for name in ("head_convs", "mask_branch_convs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"TraceNetConfig.{name} must be an int >= 0, got {value!r}")
+        for name, limit in LIMITS.items():
+            value, low = getattr(self, name), 0 if name.endswith("convs") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= limit:
+                kind = "a positive int" if low else "an int >= 0"
+                raise ValueError(f"TraceNetConfig.{name} must be {kind} (at most {limit}), got {value!r}")
+        for name in ("pretrained_backbone", "freeze_backbone_bn"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TraceNetConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.backbone_weights is not None and not isinstance(self.backbone_weights, str):
+            raise ValueError(f"TraceNetConfig.backbone_weights must be a string, got {self.backbone_weights!r}")
+        if self.class_names is not None and (
+            not isinstance(self.class_names, (list, tuple)) or not all(isinstance(n, str) for n in self.class_names)
+        ):
+            raise ValueError(f"TraceNetConfig.class_names must be a list of strings, got {self.class_names!r}")
         if self.mask_channels != MASK_CHANNELS:
             raise ValueError(
                 f"TraceNetConfig.mask_channels must be {MASK_CHANNELS} (the 169-parameter dynamic head layout "
@@ -77,7 +87,9 @@ class TraceNetConfig:
             raise ValueError(
                 f"TraceNetConfig.class_names has {len(self.class_names)} names but num_classes={self.num_classes}"
             )
-        if not 0.0 < self.prior_prob < 1.0:
+        if isinstance(self.prior_prob, bool) or not isinstance(self.prior_prob, (int, float)) or not (
+            0.0 < self.prior_prob < 1.0
+        ):
             raise ValueError(f"TraceNetConfig.prior_prob must be in (0, 1), got {self.prior_prob}")
 
     @property
@@ -101,6 +113,8 @@ class TraceNetConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TraceNetConfig:
         """Build a config from :meth:`to_dict` output; unknown keys are an error (they mean a newer format)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a TraceNetConfig is a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
