@@ -62,7 +62,8 @@ def build_segment(cap: Captured, static: dict[fx.Node, Any], nodes: list[fx.Node
                   outputs: list[fx.Node]) -> WholeSegment:
     """Copy ``nodes`` (graph order) into a graph of their own and compile it.
 
-    Values read from shapes (``static``) become constants: for whole maps they equal what the nodes would read.
+    Values read from shapes (``static``) are read again inside the segment when they come from values it has (so
+    the code serves every input shape), else they become constants (the full run's values).
     Constants of the model (parameters, arithmetic on them) are copied along. An in-place op whose operand is an
     input of the segment (a cached value) or one of its outputs is given a copy, so nothing handed out is
     overwritten.
@@ -73,11 +74,16 @@ def build_segment(cap: Captured, static: dict[fx.Node, Any], nodes: list[fx.Node
         env[node] = graph.placeholder(f"in_{i}_{node.name}")
     handed_out = set(inputs) | set(outputs)
 
+    available = set(inputs) | set(nodes)
+
     def value_of(arg: fx.Node) -> Any:
         if arg in env:
             return env[arg]
-        if arg in static:
+        if arg in static and not _recomputable(arg, available, static, cap.dynamic):
             return static[arg]
+        if arg in static:  # a shape read of a whole value: read it in the segment (shape-independent code)
+            env[arg] = graph.node_copy(arg, value_of)
+            return env[arg]
         if arg in cap.dynamic:
             raise AssertionError(f"internal error: segment input {arg.name} is neither computed nor an input")
         env[arg] = graph.node_copy(arg, value_of)  # a constant of the model (get_attr, arithmetic on weights)
@@ -112,7 +118,7 @@ def segment_for(layout: Any, plan: Any, store: dict, max_stored: int = 32) -> Wh
     wanted = set(plan.outputs.values())
     outputs = [n for n in nodes if n in wanted or any(u in planned and u not in chosen for u in cap.users[n])]
     key = (tuple(n.name for n in nodes), tuple(n.name for n in inputs), tuple(n.name for n in outputs),
-           _static_key(layout, nodes))
+           _static_key(layout, nodes, inputs))
     seg = store.get(key)
     if seg is None:
         if len(store) >= max_stored:
@@ -121,12 +127,25 @@ def segment_for(layout: Any, plan: Any, store: dict, max_stored: int = 32) -> Wh
     return seg
 
 
-def _static_key(layout: Any, nodes: list[fx.Node]) -> tuple:
-    """The shape-derived values the segment bakes in (they differ between input shapes)."""
+def _static_key(layout: Any, nodes: list[fx.Node], inputs: list[fx.Node]) -> tuple:
+    """The shape-derived values the segment bakes in as constants (they differ between input shapes)."""
     static = layout.info.static
+    available = set(nodes) | set(inputs)
     seen = []
     for node in nodes:
         for a in node.all_input_nodes:
-            if a in static:
+            if a in static and not _recomputable(a, available, static, layout.cap.dynamic):
                 seen.append((a.name, repr(static[a])))
     return tuple(seen)
+
+
+def _recomputable(node: fx.Node, available: set[fx.Node], static: dict[fx.Node, Any], dynamic: set[fx.Node]
+                  ) -> bool:
+    """Can a shape-derived value be read again from tensors the segment holds whole?"""
+    for a in node.all_input_nodes:
+        if a in static:
+            if not _recomputable(a, available, static, dynamic):
+                return False
+        elif a in dynamic and a not in available:
+            return False
+    return True
