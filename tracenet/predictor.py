@@ -85,6 +85,9 @@ class TapSegmenter:
         require_tap_inside: fall back to the next candidate when the chosen mask does not reach the tap (any
             pixel of the tap's 8x8 P3 cell, so equal ``tap_key`` -> equal answer).
         fuse_bn: fold BatchNorm into the convolutions before them (faster; same values up to float rounding).
+        channels_last: keep weights and the network input in channels-last memory (oneDNN's native layout on
+            CPU: about a quarter less time for EfficientNet-Lite's depthwise layers). TraceNet and FullNet both
+            run it, so they still agree; values equal the contiguous-memory run's up to float32 summation order.
         ranker: a fitted :class:`~tracenet.model.tap_ranker.TapRanker` (``from_checkpoint`` takes the one stored
             in the checkpoint, if any).
         selection: ``"paper"``: NMS 0.6 over ``cls * ctr``, top-1 (the paper's rule); ``"ranker"``: every
@@ -95,7 +98,7 @@ class TapSegmenter:
     def __init__(self, model: TraceNetDense, cfg: TraceNetConfig, *, max_side: int = 1024, min_score: float = 0.05,
                  mask_region: str = "image", box_margin: int = 2, require_tap_inside: bool = True,
                  fuse_bn: bool = True, meta: dict[str, Any] | None = None, ranker: TapRanker | None = None,
-                 selection: str = "auto") -> None:
+                 selection: str = "auto", channels_last: bool = True) -> None:
         if mask_region not in ("image", "box"):
             raise ValueError(f"mask_region must be 'image' or 'box', got {mask_region!r}")
         if selection not in ("auto", "paper", "ranker"):
@@ -108,6 +111,8 @@ class TapSegmenter:
         # inference only: BatchNorm folded into the preceding convolutions (a copy; TraceNet and FullNet both
         # run this same folded network, so they still agree exactly)
         self.model = (fuse_conv_bn(model) if fuse_bn else model).eval()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
         self.cfg = cfg
         self.meta = dict(meta or {})
         self.max_side = int(max_side)
@@ -142,7 +147,8 @@ class TapSegmenter:
         rgb = load_image(image)
         net_rgb, self._scale = fit_long_side(rgb, self.max_side)
         self._image = rgb
-        self._x = normalize(torch.from_numpy(np.array(net_rgb, copy=True)).permute(2, 0, 1)[None])
+        x = normalize(torch.from_numpy(np.array(net_rgb, copy=True)).permute(2, 0, 1)[None])
+        self._x = x.contiguous(memory_format=self.memory_format)
         self._cache = TraceCache()
         self._full_out = None
 
