@@ -172,6 +172,19 @@ class TapSegmenter:
         """Taps with equal keys give identical predictions: the aligned cells on all five levels."""
         return tuple(align_tap(self._to_net(xy), self.net_hw))
 
+    def tap_groups(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`tap_key`: ``int64`` per tap ``(xs[i], ys[i])`` (image pixels), equal exactly where
+        the keys are equal. The tap's P3 cell decides its key (every coarser cell contains it), so the group is
+        that cell's index ``row * W_3 + col``."""
+        self._require_image()
+        s = STRIDES[0]
+        net_h, net_w = self.net_hw
+        rows = np.clip(np.floor(np.asarray(ys, dtype=np.float64) * self._scale).astype(np.int64) // s, 0,
+                       -(-net_h // s) - 1)
+        cols = np.clip(np.floor(np.asarray(xs, dtype=np.float64) * self._scale).astype(np.int64) // s, 0,
+                       -(-net_w // s) - 1)
+        return rows * (-(-net_w // s)) + cols
+
     # ------------------------------------------------------------------------------------------------- taps
     def predict(self, xy: tuple[float, float], *, use_rft: bool = True) -> TapResult:
         """Segment the object under the tap ``(x, y)`` (image pixels). ``use_rft=False`` runs FullNet."""
