@@ -260,8 +260,16 @@ class TapSegmenter:
         every = all_candidates(gathered, rows_cols)
         cands = [c for c in every if c.score >= self.min_score]
         probs, macs = [], 0
+        box_feats = None
+        if self.mask_region == "box" and use_rft and cands:
+            # one traced run over the union of the candidates' windows instead of one run per candidate
+            union = self._box_window(cands[0])
+            for cand in cands[1:]:
+                union = union.union(self._box_window(cand))
+            box_feats = (union, self.tracer.run(self._x, {"mask_feats": union}, self._cache)["mask_feats"][0])
+            macs += self.tracer.last_plan.macs
         for cand in cands:
-            p, m = self._mask_probs(cand, mask_feats, use_rft)
+            p, m = self._mask_probs(cand, mask_feats, use_rft, box_feats)
             probs.append(p)
             macs += m
         feats = self.candidate_features(cands, probs, rows_cols[0]) if cands else None
@@ -312,13 +320,18 @@ class TapSegmenter:
         x0, x1 = math.floor(col * s / self._scale), math.ceil((col + 1) * s / self._scale)
         return slice(max(0, y0), max(1, min(h, y1))), slice(max(0, x0), max(1, min(w, x1)))
 
-    def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[torch.Tensor, int]:
-        """``float32 [H, W]`` mask probabilities at network-input size, and the MACs spent on mask features."""
+    def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool,
+                    box_feats: tuple[Rect, torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
+        """``float32 [H, W]`` mask probabilities at network-input size, and the MACs spent on mask features.
+        ``box_feats``: ``(rect, mask_feats window)`` already traced, covering this candidate's box window."""
         net_hw = self.net_hw
         macs = 0
         if self.mask_region == "box":
             rect = self._box_window(cand)
-            if use_rft:
+            if box_feats is not None and box_feats[0].contains(rect):
+                have, values = box_feats
+                window = values[..., rect.r0 - have.r0:rect.r1 - have.r0, rect.c0 - have.c0:rect.c1 - have.c0]
+            elif use_rft:
                 window = self.tracer.run(self._x, {"mask_feats": rect}, self._cache)["mask_feats"][0]
                 macs = self.tracer.last_plan.macs
             else:
