@@ -83,6 +83,17 @@ def main() -> None:
         add("FullNet first: candidates + masks", res.latency_ms - net_ms)
         add("FullNet repeat", seg.predict(taps[(i + 1) % len(taps)], use_rft=False).latency_ms)
 
+    # a second never-seen input shape in a warm process (what a photo of a new size costs), against warm first
+    # taps at that same shape
+    other = photo(width - 24, height - 16)
+    seg.set_image(other)
+    new_shape = seg.predict(taps[0])
+    new_stages = {k: v * 1e3 for k, v in seg.tracer.last_seconds.items()}
+    warm_other = []
+    for i in range(max(2, args.repeats)):
+        seg.set_image(other)
+        warm_other.append(seg.predict(taps[i % len(taps)]).latency_ms)
+
     med = {k: statistics.median(v) for k, v in rows.items()}
     full_first = med["FullNet first"]
     print(f"Bundled model, network input {width}x{height}, mask_region={args.mask_region!r}, {args.threads} threads, "
@@ -93,6 +104,13 @@ def main() -> None:
     print(f"| first tap of a new input shape (cold) | {cold.latency_ms:.1f} | {cold.latency_ms / full_first:.3f} |")
     for k in STAGES:
         print(f"| cold: {k} | {cold_stages.get(k, 0.0):.1f} | {cold_stages.get(k, 0.0) / full_first:.3f} |")
+    warm_ms = statistics.median(warm_other)
+    print(f"| new shape {width - 24}x{height - 16}, warm process: first tap | {new_shape.latency_ms:.1f} | "
+          f"{new_shape.latency_ms / full_first:.3f} |")
+    for k in STAGES:
+        print(f"| new shape: {k} | {new_stages.get(k, 0.0):.1f} | {new_stages.get(k, 0.0) / full_first:.3f} |")
+    print(f"| new shape: warm first tap at that shape | {warm_ms:.1f} | {warm_ms / full_first:.3f} |")
+    print(f"| **new shape first tap / warm first tap** | {new_shape.latency_ms / warm_ms:.2f}x | |")
     for key, ms in med.items():
         print(f"| {key} | {ms:.1f} | {ms / full_first:.3f} |")
 

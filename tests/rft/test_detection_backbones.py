@@ -7,6 +7,7 @@ import torch
 
 from tests.rft.detection_nets import ResNetFPNTowers, calibrated
 from tracenet.rft import ReceptiveFieldTracer, TraceCache
+from tracenet.rft.plan import WHOLE_FRACTION
 
 ATOL, RTOL = 1e-5, 1e-4  # the promise: the full run's values up to float32 summation order
 
@@ -41,20 +42,25 @@ def test_one_query_per_level_equals_full(net, size) -> None:
     plan = tracer.plan(tuple(x.shape), queries)
     assert plan.macs < plan.full_macs
     # Hand-derived cost of the towers: the j-th of the four 3x3 convs (j = 0 first) must produce a window of
-    # radius 3 - j around the query, clipped to the level's map, and cost exactly that window. (At these small
-    # sizes P7 sees the whole image, so the backbone itself runs whole.)
+    # radius 3 - j around the query, clipped to the level's map, and cost exactly that window; a window covering at
+    # least half its map (WHOLE_FRACTION) is computed whole, and so are the convs before it. (At these small sizes
+    # P7 sees the whole image, so the backbone itself runs whole.)
     channels = net.tower[0].out_channels
     convs = [s for s in plan.steps if str(s.node.target) in ("tower.0", "tower.3", "tower.6", "tower.9")]
     assert len(convs) == 4 * len(queries)  # graph order: level by level, four convs each
     expected = 0
     for lvl, (key, [(r, c)]) in enumerate(queries.items()):
         h, w = full[key].shape[-2:]
-        for j in range(4):
+        whole = False
+        for j in reversed(range(4)):
             rad = 3 - j
             window = (max(0, r - rad), min(h, r + rad + 1), max(0, c - rad), min(w, c + rad + 1))
+            area = (window[1] - window[0]) * (window[3] - window[2])
+            whole = whole or area >= WHOLE_FRACTION * h * w
+            if whole:
+                window, area = (0, h, 0, w), h * w
             step = convs[4 * lvl + j]
             assert tuple(step.rect) == window
-            area = (window[1] - window[0]) * (window[3] - window[2])
             expected += area * channels * channels * 9
     tower_macs = sum(s.macs for s in plan.steps if str(s.node.target).startswith("tower."))
     assert tower_macs == expected
