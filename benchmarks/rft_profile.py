@@ -43,12 +43,30 @@ def main() -> None:
     taps = taps_for(width, height)
 
     seg = TapSegmenter.from_checkpoint(max_side=max(width, height), mask_region=args.mask_region)
+    stage_sums: dict[str, float] = {}
+    tracer_run = seg.tracer.run
+
+    def run_and_add(*a, **k):  # a tap may trace more than once (mask_region="box"): sum the stages of all runs
+        out = tracer_run(*a, **k)
+        for key, sec in seg.tracer.last_seconds.items():
+            stage_sums[key] = stage_sums.get(key, 0.0) + sec
+        return out
+
+    seg.tracer.run = run_and_add
+    cpu_rows: dict[str, list[float]] = {}
+
+    def tap(xy, use_rft=True, cpu_key=None):
+        stage_sums.clear()
+        c0 = time.process_time()
+        res = seg.predict(xy, use_rft=use_rft)
+        if cpu_key:
+            cpu_rows.setdefault(cpu_key, []).append((time.process_time() - c0) * 1e3)
+        return res, {k: v * 1e3 for k, v in stage_sums.items()}
     t0 = time.perf_counter()
     ReceptiveFieldTracer(seg.model)
     capture_ms = (time.perf_counter() - t0) * 1e3
     seg.set_image(image)
-    cold = seg.predict(taps[0])
-    cold_stages = {k: v * 1e3 for k, v in seg.tracer.last_seconds.items()}
+    cold, cold_stages = tap(taps[0])
     seg.predict(taps[0], use_rft=False)
 
     rows: dict[str, list[float]] = {}
@@ -57,16 +75,14 @@ def main() -> None:
         rows.setdefault(key, []).append(ms)
 
     for i in range(args.repeats):
-        tap = taps[i % len(taps)]
+        xy = taps[i % len(taps)]
         seg.set_image(image)
-        res = seg.predict(tap)
-        stages = {k: v * 1e3 for k, v in seg.tracer.last_seconds.items()}
+        res, stages = tap(xy, cpu_key="traced first")
         add("traced first", res.latency_ms)
         for k in STAGES:
             add(f"traced first: {k}", stages.get(k, 0.0))
         add("traced first: candidates + masks", res.latency_ms - sum(stages.get(k, 0.0) for k in STAGES))
-        res = seg.predict(taps[(i + 1) % len(taps)])
-        stages = {k: v * 1e3 for k, v in seg.tracer.last_seconds.items()}
+        res, stages = tap(taps[(i + 1) % len(taps)], cpu_key="traced repeat")
         add("traced repeat", res.latency_ms)
         for k in STAGES:
             add(f"traced repeat: {k}", stages.get(k, 0.0))
@@ -77,22 +93,21 @@ def main() -> None:
             seg.model(seg._x)
         net_ms = (time.perf_counter() - t0) * 1e3
         seg.set_image(image)
-        res = seg.predict(tap, use_rft=False)
+        res, _ = tap(xy, use_rft=False, cpu_key="FullNet first")
         add("FullNet first", res.latency_ms)
         add("FullNet first: network (separate run)", net_ms)
         add("FullNet first: candidates + masks", res.latency_ms - net_ms)
-        add("FullNet repeat", seg.predict(taps[(i + 1) % len(taps)], use_rft=False).latency_ms)
+        add("FullNet repeat", tap(taps[(i + 1) % len(taps)], use_rft=False, cpu_key="FullNet repeat")[0].latency_ms)
 
     # a second never-seen input shape in a warm process (what a photo of a new size costs), against warm first
     # taps at that same shape
     other = photo(width - 24, height - 16)
     seg.set_image(other)
-    new_shape = seg.predict(taps[0])
-    new_stages = {k: v * 1e3 for k, v in seg.tracer.last_seconds.items()}
+    new_shape, new_stages = tap(taps[0], cpu_key="new shape first")
     warm_other = []
     for i in range(max(2, args.repeats)):
         seg.set_image(other)
-        warm_other.append(seg.predict(taps[i % len(taps)]).latency_ms)
+        warm_other.append(tap(taps[i % len(taps)], cpu_key="new shape warm first")[0].latency_ms)
 
     med = {k: statistics.median(v) for k, v in rows.items()}
     full_first = med["FullNet first"]
@@ -113,6 +128,13 @@ def main() -> None:
     print(f"| **new shape first tap / warm first tap** | {new_shape.latency_ms / warm_ms:.2f}x | |")
     for key, ms in med.items():
         print(f"| {key} | {ms:.1f} | {ms / full_first:.3f} |")
+    cpu = {k: statistics.median(v) for k, v in cpu_rows.items()}
+    print("\nProcess CPU time per tap (all threads; steadier than wall time on a busy machine):\n")
+    print("| tap | CPU ms | / FullNet first tap |")
+    print("|---|---:|---:|")
+    for key, ms in cpu.items():
+        print(f"| {key} | {ms:.1f} | {ms / cpu['FullNet first']:.3f} |")
+    print(f"| **new shape first / warm first (CPU)** | {cpu['new shape first'] / cpu['new shape warm first']:.2f}x | |")
 
 
 if __name__ == "__main__":
