@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tests.rft.random_nets import draw_queries, random_nets
 from tracenet.rft import ReceptiveFieldTracer
 
-ATOL = 1e-5
+ATOL, RTOL = 1e-5, 1e-4  # the promise: the full run's values up to float32 summation order
 
 
 def _check(net, x, queries) -> None:
@@ -24,7 +24,7 @@ def _check(net, x, queries) -> None:
         cols = [p[1] for p in pts]
         ref = items[key][..., rows, cols]
         assert got[key].shape == ref.shape
-        torch.testing.assert_close(got[key], ref, atol=ATOL, rtol=0, msg=lambda m, k=key, q=pts: f"{k} {q}: {m}")
+        torch.testing.assert_close(got[key], ref, atol=ATOL, rtol=RTOL, msg=lambda m, k=key, q=pts: f"{k} {q}: {m}")
     plan = tracer.plan(tuple(x.shape), queries)
     assert 0 <= plan.macs <= plan.full_macs
 

@@ -26,7 +26,7 @@ def _assert_points_equal(model: nn.Module, x: torch.Tensor, queries: dict) -> Re
     got = tracer.gather(x, queries)
     for key, pts in queries.items():
         ref = items[key][..., [p[0] for p in pts], [p[1] for p in pts]]
-        torch.testing.assert_close(got[key], ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(got[key], ref, atol=1e-5, rtol=1e-4)
     return tracer
 
 
@@ -216,4 +216,4 @@ def test_inplace_ops_match_the_full_run_and_never_touch_the_cache() -> None:
         full = model(x)
     for _ in range(3):  # repeated runs on the same cache: in-place ops must not compound
         got = tracer.gather(x, {"a": [(4, 7)], "b": [(8, 9)]}, cache=cache)
-        torch.testing.assert_close(got["a"], full["a"][..., [4], [7]], atol=1e-5, rtol=0)
+        torch.testing.assert_close(got["a"], full["a"][..., [4], [7]], atol=1e-5, rtol=1e-4)

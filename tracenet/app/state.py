@@ -238,6 +238,9 @@ class CachedSegmenter:
         # Exposed as ``tap_key`` only when the model has one: clickable_region then groups by it; without it,
         # it falls back to 8 px cells while the cache below stays exact (keyed by the pixel).
         self.tap_key: Callable[[tuple[int, int]], Any] | None = key_fn if callable(key_fn) else None
+        groups_fn = getattr(seg, "tap_groups", None)  # vectorised tap_key, when the model has one
+        if callable(groups_fn) and self.tap_key is not None:
+            self.tap_groups = groups_fn
 
     def _cache_key(self, tap: tuple[int, int]) -> Any:
         return self.tap_key(tap) if self.tap_key is not None else ("px", int(tap[0]), int(tap[1]))

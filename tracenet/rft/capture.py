@@ -80,6 +80,7 @@ class Captured:
     modules: dict[str, nn.Module]
     users: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)
     meta_gm: fx.GraphModule | None = None  # shapes-only copy on the meta device, made on first use
+    segments: dict = field(default_factory=dict)  # compiled whole-map segments (tracenet.rft.segment), by nodes
 
 
 def capture(model: nn.Module) -> Captured:

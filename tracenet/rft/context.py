@@ -89,14 +89,22 @@ def crop(comp: Computed, want: Rect) -> Any:
     if not have.contains(want):
         raise AssertionError(f"internal error: need {want} but only {have} was computed")
     part = slice_hw(comp.value, (want.r0 - have.r0, want.r1 - have.r0), (want.c0 - have.c0, want.c1 - have.c0))
-    # The full run hands contiguous tensors to each op; some kernels (e.g. BatchNorm) round differently on
-    # strided views, so a sub-window is made contiguous to keep values bit-identical.
+    # The full run hands dense tensors to each op; some kernels (e.g. BatchNorm) round differently on strided
+    # views, so a sub-window is made dense, in the memory format its map has.
     return _contiguous(part)
+
+
+def dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` made contiguous in the memory format it already has: a window of a channels-last map stays
+    channels-last (the format the full run's op sees), anything else becomes plain contiguous."""
+    if t.dim() == 4 and t.shape[1] > 1 and t.stride(1) == 1:
+        return t.contiguous(memory_format=torch.channels_last)
+    return t.contiguous()
 
 
 def _contiguous(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        return value.contiguous()
+        return dense(value)
     if isinstance(value, (tuple, list)) and not hasattr(value, "_fields"):
         return type(value)(_contiguous(v) for v in value)
     return value

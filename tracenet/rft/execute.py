@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import time
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from tracenet.rft.errors import describe
 from tracenet.rft.plan import Layout, Plan
 from tracenet.rft.regions import Rect
 from tracenet.rft.rules import WholeRule, call_original
+from tracenet.rft.segment import segment_for
 
 
 class RunEnv:
@@ -24,6 +26,8 @@ class RunEnv:
         self.values: dict[fx.Node, Computed] = {}
         self.cached: set[fx.Node] = set()
         self.consts: dict[fx.Node, Any] = {}
+        # wall time: finding (or compiling) the whole-map segment, running it, running the cropped steps
+        self.seconds: dict[str, float] = {"segment": 0.0, "whole_map": 0.0, "cropped": 0.0}
         ph = layout.cap.placeholder
         self.values[ph] = Computed(x, Rect.full(x.shape[-2], x.shape[-1]) if x.dim() >= 2 else None)
 
@@ -49,15 +53,37 @@ class RunEnv:
 
 
 def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, Computed] | None = None) -> RunEnv:
-    """Run ``plan`` on input ``x``; returns the run's values (each node holds the window the plan asked for)."""
+    """Run ``plan`` on input ``x``; returns the run's values (each node the window the plan asked for).
+
+    The steps computed over whole maps from whole inputs run first, as one compiled segment (plain eager code of
+    the model, see :mod:`tracenet.rft.segment`); only the values leaving it are kept. The cropped steps then run
+    node by node through their rules.
+    """
     if tuple(x.shape) != tuple(plan.input_shape):
         raise ValueError(f"plan was made for input shape {plan.input_shape}, got {tuple(x.shape)}")
     env = RunEnv(layout, x)
     for step in plan.steps:
-        node = step.node
         if step.kind == "cached":
-            env.values[node] = cached[node]
-            env.cached.add(node)
+            env.values[step.node] = cached[step.node]
+            env.cached.add(step.node)
+    start = time.perf_counter()
+    seg = segment_for(layout, plan, layout.cap.segments)
+    env.seconds["segment"] = time.perf_counter() - start
+    start = time.perf_counter()
+    if seg is not None:
+        try:
+            results = seg.module(*(env.values[n].value for n in seg.inputs))
+        except Exception as exc:
+            raise RuntimeError(f"the whole-map part of the plan failed: {exc}") from exc
+        for node, value in zip(seg.outputs, results):
+            rect = layout.full_rect(node)
+            _check_window(node, value, rect)
+            env.values[node] = Computed(value, rect)
+    env.seconds["whole_map"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for step in plan.steps:
+        node = step.node
+        if step.kind == "cached" or (seg is not None and node in seg.nodes):
             continue
         op = layout.op(node)
         try:
@@ -67,6 +93,7 @@ def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, C
         rect = layout.full_rect(node) if isinstance(step.rule, WholeRule) else step.rect
         _check_window(node, value, rect)
         env.values[node] = Computed(value, rect)
+    env.seconds["cropped"] = time.perf_counter() - start
     return env
 
 

@@ -124,6 +124,15 @@ class Plan:
         return "\n".join(lines)
 
 
+WHOLE_FRACTION = 0.5
+"""A window covering at least this share of its map is computed whole: the few extra MACs buy plain eager code
+(the compiled whole-map segment) instead of a crop, and the full run's own kernel on the full run's shapes."""
+
+
+def _mostly_whole(rect: Rect | None, full: Rect | None) -> bool:
+    return rect is not None and full is not None and rect != full and rect.area >= WHOLE_FRACTION * full.area
+
+
 def back_trace(layout: Layout, outputs: dict[Any, fx.Node], requests: dict[Any, Rect],
                cached: dict[fx.Node, Computed] | None = None) -> Plan:
     """Plan the windows every node must compute so that ``outputs[key]`` is exact on ``requests[key]``.
@@ -147,7 +156,7 @@ def back_trace(layout: Layout, outputs: dict[Any, fx.Node], requests: dict[Any, 
             continue
         rule = layout.rule(node)
         op = layout.op(node)
-        if isinstance(rule, WholeRule):
+        if isinstance(rule, WholeRule) or _mostly_whole(rect, layout.full_rect(node)):
             rect = layout.full_rect(node)
         # a node whose own output has fewer than two dims needs every tensor input whole
         for arg, want in (rule if rect is not None else _WHOLE).needs(op, rect):

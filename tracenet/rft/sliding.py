@@ -1,7 +1,8 @@
 """Sliding-window rules: convolution and pooling (paper eq. 2-3).
 
 The window a strided, padded, dilated kernel needs is computed once per node; the crop is zero- (or -inf-) filled
-where the full run pads, and run through the same kernel the full-size op uses, so values are bit-identical.
+where the full run pads, and run through the same kernel (oneDNN or native) the full-size op uses, so values equal
+the full run's up to float32 summation order.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from tracenet.rft.context import OpContext, crop, window
+from tracenet.rft.context import OpContext, dense, window
 from tracenet.rft.regions import Rect
 from tracenet.rft.rules import Env, Needs, Rule, _full_value, _materialise, _numel, _pair, call_original
 
@@ -105,27 +106,25 @@ class ConvRule(SlidingWindowRule):
             # the whole map: the original call, no copies (same shapes, so the same kernel as the full run)
             padding = p["padding"] if isinstance(p["padding"], str) else _pair(p["padding"])
             return F.conv2d(comp.value, weight, bias, stride, padding, dilation, groups)
+        # Compute as the full-size convolution does: PyTorch picks oneDNN or its native kernel by input size, and
+        # each sums in its own order; the crop goes through the kernel the full-size map goes through.
         backend = self.full_run_backend(op)
-        # Compute exactly as the full-size convolution does, so the crop's values are bit-identical to it:
-        # PyTorch picks oneDNN or its native im2col+GEMM kernel by input size, and each sums in its own order.
-        if backend == "canvas":
-            # small map on the native path (GEMM order depends on the matrix size): run at full size on a zero
-            # canvas holding the needed window; only the window's outputs are kept (and counted as full MACs)
-            return self._on_canvas(op, env, p, src, out, kernel, stride, pad, dilation, weight, bias, groups)
-        x = window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0).contiguous()
+        x = dense(window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0))
         if backend == "mkldnn":
+            if isinstance(weight, torch.Tensor) and (_channels_last(x) or _channels_last(weight)):
+                # as F.conv2d does: input and weight in one memory format, channels-last if either is
+                x = x.contiguous(memory_format=torch.channels_last)
+                weight = weight.contiguous(memory_format=torch.channels_last)
             if self._full_run_reduces_stride(op, p, kernel, stride):
                 # oneDNN runs such a strided 1x1 convolution as subsample-then-1x1 ("rtus"); do the same
-                x, stride = x[..., :: stride[0], :: stride[1]].contiguous(), (1, 1)
+                x, stride = dense(x[..., :: stride[0], :: stride[1]]), (1, 1)
             return torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, dilation, groups)
         with torch.backends.mkldnn.flags(enabled=False):
             return F.conv2d(x, weight, bias, stride, 0, dilation, groups)
 
-    CANVAS_MAX_NUMEL = 65536  # per image: full inputs at most this large run at full size on the native path
-
     def full_run_backend(self, op: OpContext) -> str:
-        """How the full-size convolution runs: ``"mkldnn"``, ``"canvas"`` (native kernel, small map) or
-        ``"native"``. Decided from shapes with PyTorch's own backend selection, once per node and input shape."""
+        """How the full-size convolution runs: ``"mkldnn"`` or ``"native"``. Decided from shapes with PyTorch's
+        own backend selection, once per node and input shape."""
         key = ("backend", torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
                torch.get_num_threads())
         if key not in op.memo:
@@ -142,12 +141,7 @@ class ConvRule(SlidingWindowRule):
                                                         list(dilation), False, [0, 0], int(p["groups"]), None)
             except RuntimeError:  # PyTorch refused the shapes: not its oneDNN path
                 backend = None
-            if backend == torch._C._ConvBackend.Mkldnn:
-                op.memo[key] = "mkldnn"
-            elif _numel(in_shape[1:]) <= self.CANVAS_MAX_NUMEL:
-                op.memo[key] = "canvas"
-            else:
-                op.memo[key] = "native"
+            op.memo[key] = "mkldnn" if backend == torch._C._ConvBackend.Mkldnn else "native"
         return op.memo[key]
 
     def _full_run_reduces_stride(self, op: OpContext, p: dict[str, Any], kernel, stride) -> bool:
@@ -158,27 +152,17 @@ class ConvRule(SlidingWindowRule):
         out_h, out_w = op.hw()
         return out_h * stride[0] == in_h and out_w * stride[1] == in_w
 
-    def _on_canvas(self, op, env, p, src, out, kernel, stride, pad, dilation, weight, bias, groups):
-        in_h, in_w = op.hw(src)
-        need = input_window(out, kernel, stride, pad, dilation).clip(in_h, in_w)
-        comp = env.get(src)
-        ref = comp.value
-        canvas = ref.new_zeros((*ref.shape[:-2], in_h, in_w))
-        if not need.is_empty():  # else the output window lies entirely in the padding
-            canvas[..., need.r0:need.r1, need.c0:need.c1] = crop(comp, need)
-        padding = p["padding"] if isinstance(p["padding"], str) else _pair(p["padding"])
-        full = F.conv2d(canvas, weight, bias, stride, padding, dilation, groups)
-        return full[..., out.r0:out.r1, out.c0:out.c1]
-
     def macs(self, op: OpContext, out: Rect | None) -> int:
         p = self.params(op)
         kh, kw = self._kernel(op, p)
         shp = op.shape()
         in_ch = op.shape(p["input"])[1]
-        if out is not None and self.full_run_backend(op) == "canvas":
-            out = None  # runs at full size (see _on_canvas)
         area = out.area if out is not None else shp[-2] * shp[-1]
         return shp[0] * shp[1] * area * (in_ch // int(p["groups"])) * kh * kw
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.dim() == 4 and t.shape[1] > 1 and t.stride(1) == 1 and not t.is_contiguous()
 
 
 def _value(op: OpContext, env: Env, v: Any) -> Any:

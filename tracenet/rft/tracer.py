@@ -11,6 +11,7 @@ Locations are ``(row, col)`` in that output's own grid.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -62,15 +63,16 @@ class TraceCache:
 
     def absorb(self, layout: Layout, plan: Plan, env: RunEnv) -> None:
         outputs = set(plan.outputs.values())
-        computed = {s.node for s in plan.steps if s.kind == "compute"}
-        for node in computed:
-            comp = env.values[node]
+        rects = {s.node: s.rect for s in plan.steps}
+        for step in plan.steps:
+            node = step.node
+            comp = env.values.get(node)  # values inside the whole-map segment are not kept (nor needed here)
+            if step.kind != "compute" or comp is None:
+                continue
             if comp.rect is not None and comp.rect != layout.full_rect(node):
                 continue
-            users = layout.cap.users[node]
             partial_user = any(
-                u in env.values and env.values[u].rect is not None and env.values[u].rect != layout.full_rect(u)
-                for u in users
+                u in rects and rects[u] is not None and rects[u] != layout.full_rect(u) for u in layout.cap.users[node]
             )
             if partial_user or node in outputs:
                 self.values[node] = comp
@@ -91,6 +93,8 @@ class ReceptiveFieldTracer:
         self._plans: OrderedDict[tuple, Plan] = OrderedDict()
         self._max_plans = max_plans
         self.last_plan: Plan | None = None  # the plan of the latest run (its MACs, windows)
+        # wall time of the latest run's stages: "shapes", "plan", "whole_map" (compiled segment), "cropped"
+        self.last_seconds: dict[str, float] = {}
 
     # ----------------------------------------------------------------------------------------------- structure
     def layout(self, input_shape: tuple[int, ...]) -> Layout:
@@ -170,13 +174,17 @@ class ReceptiveFieldTracer:
         self._check_eval()
         if cache is not None:
             cache.bind(x)
+        t0 = time.perf_counter()
+        lay = self.layout(tuple(x.shape))
+        t1 = time.perf_counter()
         plan = self.plan(tuple(x.shape), queries, cache)
         self.last_plan = plan
-        lay = self.layout(tuple(x.shape))
+        t2 = time.perf_counter()
         with torch.no_grad():
             env = execute(lay, plan, x, cache.values if cache is not None else None)
         if cache is not None:
             cache.absorb(lay, plan, env)
+        self.last_seconds = {"shapes": t1 - t0, "plan": t2 - t1, **env.seconds}
         return {key: (crop(env.get(plan.outputs[key]), rect), rect) for key, rect in plan.requests.items()}
 
     def gather(self, x: torch.Tensor, queries: Mapping[Any, Iterable[tuple[int, int]]],
