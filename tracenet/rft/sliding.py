@@ -16,7 +16,7 @@ from torch import nn
 
 from tracenet.rft.context import OpContext, dense, window
 from tracenet.rft.regions import Rect
-from tracenet.rft.rules import Env, Needs, Rule, _full_value, _materialise, _numel, _pair, call_original
+from tracenet.rft.rules import Env, Needs, Rule, _full_value, _materialise, _pair, call_original
 
 
 def input_window(out: Rect, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
