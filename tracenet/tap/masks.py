@@ -62,7 +62,8 @@ def upsample_mask_probs(logits: np.ndarray, net_hw: tuple[int, int]) -> np.ndarr
     if rows != -(-h // MASK_STRIDE) or cols != -(-w // MASK_STRIDE):
         raise ValueError(f"mask logits grid {rows}x{cols} does not belong to a {h}x{w} image "
                          f"(expected {-(-h // MASK_STRIDE)}x{-(-w // MASK_STRIDE)})")
-    probs = (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float32)))).astype(np.float32)
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for very negative logits: probability 0, as wanted
+        probs = (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float32)))).astype(np.float32)
     probs = resize_bilinear(probs, (rows * 4, cols * 4), scale_factor=4)
     probs = resize_bilinear(probs, (rows * 8, cols * 8), scale_factor=2)
     return probs[..., :h, :w]
