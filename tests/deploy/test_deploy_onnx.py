@@ -51,7 +51,8 @@ def test_onnx_answers_like_pytorch(tiny_checkpoint, tiny_export, selection, hw) 
         found += a.found
         assert (a.found, a.level, a.class_id) == (b.found, b.level, b.class_id), xy
         assert b.score == pytest.approx(a.score, abs=1e-5)
-        np.testing.assert_allclose(b.box, a.box, atol=1e-3)
+        if a.found:  # a "nothing here" answer's box is the top candidate's, and this random model has exact
+            np.testing.assert_allclose(b.box, a.box, atol=1e-3)  # score ties there (broken either way)
         assert b.mask.shape == hw and _iou(a.mask, b.mask) >= 0.995, xy
         assert onnx_seg.tap_key(xy) == torch_seg.tap_key(xy)
         if selection == "ranker" and a.found:
