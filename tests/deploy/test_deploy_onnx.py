@@ -49,6 +49,10 @@ def test_onnx_answers_like_pytorch(tiny_checkpoint, tiny_export, selection, hw) 
     for xy in _taps(*hw):
         a, b = torch_seg.predict(xy, use_rft=False), onnx_seg.predict(xy)
         found += a.found
+        if a.found and b.found and (a.level, a.class_id) != (b.level, b.class_id):
+            # only on an exact score tie (this random model has them at corners), broken either way
+            assert b.extras["candidate"].score == pytest.approx(a.extras["candidate"].score, abs=1e-6), xy
+            continue
         assert (a.found, a.level, a.class_id) == (b.found, b.level, b.class_id), xy
         assert b.score == pytest.approx(a.score, abs=1e-5)
         if a.found:  # a "nothing here" answer's box is the top candidate's, and this random model has exact
