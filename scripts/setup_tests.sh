@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Everything the test suite needs on a fresh machine: the package with its dev and app extras, and Debian's
+# Everything the test suite needs on a fresh machine: the package with its dev, app and onnx extras, and Debian's
 # Chromium for the end-to-end browser test (Playwright drives it; it never downloads a browser of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pip install -q -e ".[dev,app]"
+pip install -q -e ".[dev,app,onnx]"
 if ! command -v chromium >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \

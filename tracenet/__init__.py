@@ -6,6 +6,9 @@ Quick use::
     seg = tracenet.load()              # bundled default model
     seg.set_image("photo.jpg")         # path, PIL image or HxWx3 uint8 RGB array
     res = seg.predict((x, y))          # tap in image pixels; res.mask HxW bool, res.score, res.box
+    seg = tracenet.load(engine="onnx") # the same model on onnxruntime (numpy + Pillow, no torch needed)
+
+Importing ``tracenet`` loads neither torch nor onnxruntime; each engine imports what it needs.
 """
 
 from __future__ import annotations
@@ -15,8 +18,22 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load"]
 
 
-def load(checkpoint: str | None = None, **kwargs):
-    """Load a :class:`tracenet.predictor.TapSegmenter` (bundled default model when ``checkpoint`` is None)."""
+ENGINES = ("torch", "onnx")
+
+
+def load(checkpoint: str | None = None, *, engine: str = "torch", **kwargs):
+    """Load a tap segmenter (``set_image`` / ``predict``; the bundled default model when ``checkpoint`` is None).
+
+    ``engine="torch"``: :class:`tracenet.predictor.TapSegmenter` from a ``.safetensors`` checkpoint (traced and
+    FullNet paths). ``engine="onnx"``: :class:`tracenet.deploy.engine.OnnxTapSegmenter` from an export folder made
+    by ``tracenet export --format onnx`` (onnxruntime, numpy and Pillow only). ``kwargs`` go to the engine.
+    """
+    if engine == "onnx":
+        from tracenet.deploy.engine import OnnxTapSegmenter
+
+        return OnnxTapSegmenter(checkpoint, **kwargs)
+    if engine != "torch":
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     from tracenet.predictor import TapSegmenter
 
     return TapSegmenter.from_checkpoint(checkpoint, **kwargs)

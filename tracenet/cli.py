@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "bench": ("tracenet.bench.command", "efficiency table: parameters, MACs, latency (TraceNet vs FullNet ...)"),
     "train": ("tracenet.train.command", "train a TraceNet model on COCO / LVIS"),
     "app": ("tracenet.app.command", "start the local tap-to-segment web app"),
+    "export": ("tracenet.deploy.command", "export a model for onnxruntime (encoder.onnx, decoder.onnx, model.json)"),
 }
 MASK_COLORS = [(255, 64, 64), (64, 160, 255), (64, 220, 96), (255, 200, 0), (200, 64, 255), (0, 220, 220)]
 
@@ -32,7 +33,10 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tap in image pixels (x to the right, y down); repeat for several objects")
     parser.add_argument("--out", type=Path, required=True, help="mask PNG to write (union of the tapped objects)")
     parser.add_argument("--overlay", type=Path, help="also write the photo with the masks drawn on it (JPEG/PNG)")
-    parser.add_argument("--checkpoint", type=Path, help="tracenet .safetensors checkpoint (default: bundled model)")
+    parser.add_argument("--checkpoint", type=Path, help="tracenet .safetensors checkpoint, or with --engine onnx an "
+                        "export folder (default: the bundled model)")
+    parser.add_argument("--engine", choices=["torch", "onnx"], default="torch",
+                        help="torch (default) or onnx: onnxruntime on an export folder (tracenet export)")
     parser.add_argument("--fullnet", action="store_true", help="run the whole network (no tracer), for comparison")
     parser.add_argument("--mask-region", choices=["image", "box"], default="image",
                         help="run the mask branch over the whole image (paper) or only the predicted box")
@@ -57,10 +61,15 @@ def run_segment(args: argparse.Namespace) -> int:
             raise ValueError(f"--overlay and --out are the same file ({args.out}); give two names")
     if args.min_score is not None and not 0 <= args.min_score <= 1:
         raise ValueError(f"--min-score must be a number in [0, 1], got {args.min_score}")
-    kwargs = {"mask_region": args.mask_region, "selection": args.selection}
+    kwargs = {"selection": args.selection}
+    if args.engine == "torch":
+        kwargs["mask_region"] = args.mask_region
+    elif args.mask_region != "image" or args.fullnet:
+        raise ValueError("--engine onnx runs the paper's image-wide mask through its decoder; "
+                         "--mask-region box and --fullnet are for --engine torch")
     if args.min_score is not None:
         kwargs["min_score"] = args.min_score
-    seg = tracenet.load(str(args.checkpoint) if args.checkpoint else None, **kwargs)
+    seg = tracenet.load(str(args.checkpoint) if args.checkpoint else None, engine=args.engine, **kwargs)
     seg.set_image(args.image)
     union = np.zeros(seg.image_hw, dtype=bool)
     shown = seg.image

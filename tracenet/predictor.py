@@ -9,22 +9,11 @@ The traced path (default) runs the network only where the tap needs it (Receptiv
 it computed for the next tap on the same image; ``use_rft=False`` is FullNet, the same network run whole, which
 gives the same candidate and mask.
 
-Threads: a ``TapSegmenter`` holds one image, so it serves one thread at a time. The image belongs to the thread
-that called ``set_image``; ``predict`` / ``tap_key`` / ``image`` from another thread raise
-:class:`ConcurrentUseError` instead of answering about someone else's photo, and so does any call made while
-another thread is inside ``set_image`` / ``predict``. Give each thread its own segmenter, or serialise
-``set_image`` + ``predict`` under your own lock and call :meth:`TapSegmenter.claim` when the thread changes
-(what the web app does).
+Threads: see :class:`~tracenet.tap.core.TapCore` (one thread at a time; :class:`ConcurrentUseError` otherwise).
 """
 
 from __future__ import annotations
 
-import math
-import threading
-import time
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tracenet.io import fit_long_side, load_image
 from tracenet.model import (
     TraceNetConfig,
     TraceNetDense,
-    align_tap,
     full_gather,
     fuse_conv_bn,
     load_checkpoint,
     normalize,
 )
-from tracenet.model.checkpoint import MIN_MAX_SIDE
 from tracenet.model.geometry import LEVELS, STRIDES
 from tracenet.model.postprocess import (
     GATHER_KINDS,
@@ -53,41 +39,17 @@ from tracenet.model.postprocess import (
 )
 from tracenet.model.tap_ranker import TapRanker, candidate_features
 from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
+from tracenet.tap.core import ConcurrentUseError, TapCore, TapOutputs, TapResult
+
+__all__ = ["DEFAULT_CHECKPOINT", "ConcurrentUseError", "TapResult", "TapSegmenter"]
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
 MASK_STRIDE = 8
 
 
-class ConcurrentUseError(RuntimeError):
-    """A :class:`TapSegmenter` was used from a thread that does not own its image, or by two threads at once."""
-
-
-@dataclass
-class TapResult:
-    """What one tap gives.
-
-    ``mask`` is ``HxW bool`` at the size of the image given to ``set_image``; ``box`` is ``(x0, y0, x1, y1)`` in
-    its pixels; ``found`` is False when nothing scores above the threshold or no candidate's mask covers the tap
-    (then ``mask`` is empty and ``reason`` says why). ``macs`` / ``full_macs`` count the network work of this tap
-    and of a full run; ``latency_ms`` is wall time.
-    """
-
-    mask: np.ndarray
-    score: float
-    box: tuple[float, float, float, float]
-    found: bool = True
-    class_id: int = 0
-    class_name: str = "object"
-    level: int = 0
-    reason: str = ""
-    macs: int = 0
-    full_macs: int = 0
-    latency_ms: float = 0.0
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-class TapSegmenter:
-    """Tap-to-mask predictor around a :class:`~tracenet.model.TraceNetDense`.
+class TapSegmenter(TapCore):
+    """Tap-to-mask predictor around a :class:`~tracenet.model.TraceNetDense`: the PyTorch engines (traced and
+    FullNet) plugged into the shared :class:`~tracenet.tap.core.TapCore`.
 
     Args:
         model: the dense network (put in eval mode here).
@@ -99,14 +61,14 @@ class TapSegmenter:
         require_tap_inside: fall back to the next candidate when the chosen mask does not reach the tap (any
             pixel of the tap's 8x8 P3 cell, so equal ``tap_key`` -> equal answer).
         fuse_bn: fold BatchNorm into the convolutions before them (faster; same values up to float rounding).
-        channels_last: keep weights and the network input in channels-last memory (oneDNN's native layout on
-            CPU: about a quarter less time for EfficientNet-Lite's depthwise layers). TraceNet and FullNet both
-            run it, so they still agree; values equal the contiguous-memory run's up to float32 summation order.
         ranker: a fitted :class:`~tracenet.model.tap_ranker.TapRanker` (``from_checkpoint`` takes the one stored
             in the checkpoint, if any).
         selection: ``"paper"``: NMS 0.6 over ``cls * ctr``, top-1 (the paper's rule); ``"ranker"``: every
             candidate above ``min_score`` gets its mask and the ranker picks (needs ``ranker``); ``"auto"``:
             the ranker when there is one, else the paper's rule.
+        channels_last: keep weights and the network input in channels-last memory (oneDNN's native layout on
+            CPU: about a quarter less time for EfficientNet-Lite's depthwise layers). TraceNet and FullNet both
+            run it, so they still agree; values equal the contiguous-memory run's up to float32 summation order.
     """
 
     def __init__(self, model: TraceNetDense, cfg: TraceNetConfig, *, max_side: int = 1024, min_score: float = 0.05,
@@ -120,10 +82,8 @@ class TapSegmenter:
         if selection == "ranker" and ranker is None:
             raise ValueError("selection='ranker' needs a tap ranker; this checkpoint has none (fit one with "
                              "`python -m tracenet.train.tap_ranker`, or use selection='paper')")
-        if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < MIN_MAX_SIDE:
-            raise ValueError(f"max_side must be an int >= {MIN_MAX_SIDE} (pixels), got {max_side!r}")
-        if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
-            raise ValueError(f"min_score must be a number in [0, 1], got {min_score!r}")
+        super().__init__(max_side=max_side, min_score=min_score, require_tap_inside=require_tap_inside,
+                         class_names=cfg.names)
         self.ranker = ranker if selection != "paper" else None
         self.selection = "ranker" if self.ranker is not None else "paper"
         # inference only: BatchNorm folded into the preceding convolutions (a copy; TraceNet and FullNet both
@@ -133,37 +93,12 @@ class TapSegmenter:
         self.model = self.model.to(memory_format=self.memory_format)
         self.cfg = cfg
         self.meta = dict(meta or {})
-        self.max_side = int(max_side)
-        self.min_score = float(min_score)
         self.mask_region = mask_region
         self.box_margin = int(box_margin)
-        self.require_tap_inside = require_tap_inside
         self.tracer = ReceptiveFieldTracer(self.model)
-        self._image: np.ndarray | None = None
         self._x: torch.Tensor | None = None
-        self._scale = 1.0
         self._cache = TraceCache()
         self._full_out: dict[str, torch.Tensor] | None = None
-        self._busy = threading.Lock()  # held by set_image / predict; a second thread is refused, never queued
-        self._owner: int | None = None  # thread id that called set_image
-
-    @contextmanager
-    def _exclusive(self, what: str) -> Iterator[None]:
-        if not self._busy.acquire(blocking=False):
-            raise ConcurrentUseError(
-                f"TapSegmenter.{what}() was called while another thread is inside set_image() or predict(); "
-                "a TapSegmenter serves one thread at a time: give each thread its own (tracenet.load()) or "
-                "serialise set_image + predict under a lock")
-        try:
-            yield
-        finally:
-            self._busy.release()
-
-    def claim(self) -> None:
-        """Make the calling thread the owner of the current image (for callers that serialise set_image +
-        predict under their own lock across threads, like the web app)."""
-        with self._exclusive("claim"):
-            self._owner = threading.get_ident()
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> TapSegmenter:
@@ -179,79 +114,39 @@ class TapSegmenter:
                 raise ValueError(f"{path}: {err}") from err
         return cls(model, cfg, meta=meta, **kwargs)
 
-    # ------------------------------------------------------------------------------------------------- image
-    def set_image(self, image: Any) -> None:
-        """Prepare an image (``HxWx3 uint8`` RGB array, path or PIL image); clears the per-image caches.
-        The calling thread becomes the image's owner (see the module docstring)."""
-        with self._exclusive("set_image"):
-            self._owner = threading.get_ident()
-            self._set_image(image)
-
-    def _set_image(self, image: Any) -> None:
-        self._image = None
-        rgb = load_image(image)
-        net_rgb, self._scale = fit_long_side(rgb, self.max_side)
-        self._image = rgb
-        x = normalize(torch.from_numpy(np.array(net_rgb, copy=True)).permute(2, 0, 1)[None])
+    # ------------------------------------------------------------------------------------------- engine hooks
+    def _set_network_image(self, rgb: np.ndarray) -> None:
+        x = normalize(torch.from_numpy(rgb).permute(2, 0, 1)[None])
         self._x = x.contiguous(memory_format=self.memory_format)
         self._cache = TraceCache()
         self._full_out = None
 
-    @property
-    def image(self) -> np.ndarray:
-        """The current photo as ``HxWx3 uint8`` RGB (EXIF rotation applied), at its original size."""
-        self._require_image()
-        return self._image
-
-    @property
-    def image_hw(self) -> tuple[int, int]:
-        self._require_image()
-        return self._image.shape[0], self._image.shape[1]
-
-    @property
-    def net_hw(self) -> tuple[int, int]:
-        self._require_image()
-        return self._x.shape[-2], self._x.shape[-1]
-
-    def tap_key(self, xy: tuple[float, float]) -> Hashable:
-        """Taps with equal keys give identical predictions: the aligned cells on all five levels."""
-        return tuple(align_tap(self._to_net(xy), self.net_hw))
-
-    def tap_groups(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        """Vectorised :meth:`tap_key`: ``int64`` per tap ``(xs[i], ys[i])`` (image pixels), equal exactly where
-        the keys are equal. The tap's P3 cell decides its key (every coarser cell contains it), so the group is
-        that cell's index ``row * W_3 + col``."""
-        self._require_image()
-        s = STRIDES[0]
-        net_h, net_w = self.net_hw
-        rows = np.clip(np.floor(np.asarray(ys, dtype=np.float64) * self._scale).astype(np.int64) // s, 0,
-                       -(-net_h // s) - 1)
-        cols = np.clip(np.floor(np.asarray(xs, dtype=np.float64) * self._scale).astype(np.int64) // s, 0,
-                       -(-net_w // s) - 1)
-        return rows * (-(-net_w // s)) + cols
-
-    # ------------------------------------------------------------------------------------------------- taps
     def predict(self, xy: tuple[float, float], *, use_rft: bool = True) -> TapResult:
         """Segment the object under the tap ``(x, y)`` (image pixels; fractions are floored to the pixel that
         contains them, as the command line does). ``use_rft=False`` runs FullNet."""
-        with self._exclusive("predict"):
-            return self._predict(xy, use_rft)
+        return super().predict(xy, use_rft=use_rft)
 
-    def _predict(self, xy: tuple[float, float], use_rft: bool) -> TapResult:
-        start = time.perf_counter()
-        net_xy = self._to_net(xy)
-        rows_cols = align_tap(net_xy, self.net_hw)
+    def _compute_tap(self, rows_cols: list[tuple[int, int]], *, use_rft: bool = True) -> TapOutputs:
+        """The tap's candidates from the traced network (or FullNet), ordered by the ranker or by the paper's
+        NMS; masks are computed when the core asks (paper) or up front for the ranker's features."""
         gathered, mask_feats, macs = (self._traced if use_rft else self._full)(rows_cols)
         full_macs = self._full_macs()
-        if self.ranker is not None:
-            result = self._ranked(gathered, rows_cols, mask_feats, use_rft)
-        else:
-            candidates = rank_candidates(gathered, rows_cols)
-            result = self._first_covering(candidates, mask_feats, rows_cols[0], use_rft)
-        result.macs = macs + result.extras.pop("mask_macs", 0)
-        result.full_macs = full_macs
-        result.latency_ms = (time.perf_counter() - start) * 1e3
-        return result
+        if self.ranker is None:
+            cands = rank_candidates(gathered, rows_cols)
+            return TapOutputs(candidates=cands, order=list(range(len(cands))),
+                              mask_probs=lambda k: self._mask_probs(cands[k], mask_feats, use_rft),
+                              best_score=cands[0].score if cands else 0.0, macs=macs, full_macs=full_macs)
+        cands, probs, feats, mask_macs, best_score = self.ranker_inputs(gathered, rows_cols, mask_feats, use_rft)
+        ranks: list[float] = []
+        if cands:
+            with torch.no_grad():
+                ranks = [float(r) for r in self.ranker(feats)]
+        order = sorted(range(len(cands)), key=lambda k: (-ranks[k], k))
+        return TapOutputs(candidates=cands, order=order, mask_probs=lambda k: (probs[k], 0), best_score=best_score,
+                          macs=macs + mask_macs, full_macs=full_macs, rank_scores=ranks)
+
+    def _resize_probs(self, probs: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(probs[None, None], size=hw, mode="bilinear", align_corners=False)[0, 0]
 
     def _traced(self, rows_cols):
         queries: dict[str, Any] = {f"{kind}_p{lvl}": [rc] for kind in GATHER_KINDS for lvl, rc in zip(LEVELS, rows_cols)}
@@ -279,29 +174,6 @@ class TapSegmenter:
         queries = {"mask_feats": None}
         return self.tracer.plan(tuple(self._x.shape), queries).full_macs
 
-    def _first_covering(self, candidates: list[Candidate], mask_feats, p3_cell: tuple[int, int],
-                        use_rft: bool) -> TapResult:
-        best = candidates[0] if candidates else None
-        if best is None or best.score < self.min_score:
-            return self._below_threshold(best.score if best else 0.0)
-        cell = self._cell_pixels(p3_cell)
-        for cand in candidates:
-            if cand.score < self.min_score:
-                break
-            probs, mask_macs = self._mask_probs(cand, mask_feats, use_rft)
-            mask = self._image_mask(probs)
-            if not self.require_tap_inside or mask[cell].any():
-                return self._result(cand, mask, mask_macs)
-        return self._uncovered(best)
-
-    def _below_threshold(self, score: float) -> TapResult:
-        return TapResult(mask=np.zeros(self.image_hw, dtype=bool), score=score, box=(0.0, 0.0, 0.0, 0.0),
-                         found=False, reason=f"nothing here: best score {score:.3f} < threshold {self.min_score}")
-
-    def _uncovered(self, best: Candidate) -> TapResult:
-        return TapResult(mask=np.zeros(self.image_hw, dtype=bool), score=best.score, box=self._box(best),
-                         found=False, reason="nothing here: no candidate's mask covers the tap")
-
     def ranker_inputs(self, gathered, rows_cols, mask_feats, use_rft: bool):
         """What the ranker sees at a tap: the candidates scoring at least ``min_score`` (all ``5 x C`` from
         :func:`~tracenet.model.postprocess.all_candidates`), their mask probabilities (``float32 [H, W]`` at
@@ -325,23 +197,6 @@ class TapSegmenter:
         feats = self.candidate_features(cands, probs, rows_cols[0]) if cands else None
         return cands, probs, feats, macs, max((c.score for c in every), default=0.0)
 
-    def _ranked(self, gathered, rows_cols, mask_feats, use_rft: bool) -> TapResult:
-        """The ranker's choice among all candidates scoring at least ``min_score`` (each gets its mask)."""
-        cands, probs, feats, macs, best_score = self.ranker_inputs(gathered, rows_cols, mask_feats, use_rft)
-        if not cands:
-            return self._below_threshold(best_score)
-        with torch.no_grad():
-            ranks = self.ranker(feats)
-        order = sorted(range(len(cands)), key=lambda k: (-float(ranks[k]), k))
-        cell = self._cell_pixels(rows_cols[0])
-        for k in order:
-            mask = self._image_mask(probs[k])
-            if not self.require_tap_inside or mask[cell].any():
-                result = self._result(cands[k], mask, macs)
-                result.extras["ranker_score"] = float(ranks[k])
-                return result
-        return self._uncovered(cands[order[0]])
-
     @staticmethod
     def candidate_features(cands: list[Candidate], probs: list[torch.Tensor], p3_cell: tuple[int, int]):
         """:func:`~tracenet.model.tap_ranker.candidate_features` of ``cands`` whose mask probabilities
@@ -358,17 +213,6 @@ class TapSegmenter:
             mask_areas=torch.tensor([int(m.sum()) for m in masks]),
             covers=torch.tensor([bool(m[r * s:(r + 1) * s, c * s:(c + 1) * s].any()) for m in masks]),
         )
-
-    def _cell_pixels(self, p3_cell: tuple[int, int]) -> tuple[slice, slice]:
-        """``(rows, cols)`` slices of the image pixels in the P3 cell ``(row, col)`` the tap aligned to (8x8 on
-        the network input, mapped back to the photo). "The mask covers the tap" is tested on this cell rather than
-        on the tapped pixel, so the answer depends on the tap only through :meth:`tap_key` (exact mTA grouping)."""
-        h, w = self.image_hw
-        row, col = p3_cell
-        s = STRIDES[0]
-        y0, y1 = math.floor(row * s / self._scale), math.ceil((row + 1) * s / self._scale)
-        x0, x1 = math.floor(col * s / self._scale), math.ceil((col + 1) * s / self._scale)
-        return slice(max(0, y0), max(1, min(h, y1))), slice(max(0, x0), max(1, min(w, x1)))
 
     def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool,
                     box_feats: tuple[Rect, torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
@@ -398,12 +242,6 @@ class TapSegmenter:
             probs = torch.where(keep, probs, torch.zeros_like(probs))
         return probs, macs
 
-    def _image_mask(self, probs: torch.Tensor) -> np.ndarray:
-        """``HxW bool`` mask at the photo's size from network-size probabilities."""
-        if tuple(probs.shape) != tuple(self.image_hw):
-            probs = F.interpolate(probs[None, None], size=self.image_hw, mode="bilinear", align_corners=False)[0, 0]
-        return (probs > 0.5).numpy()
-
     def _full_grid(self) -> tuple[int, int]:
         h, w = self.net_hw
         return -(-h // MASK_STRIDE), -(-w // MASK_STRIDE)
@@ -419,38 +257,3 @@ class TapSegmenter:
         cr, cc = cand.row_col if cand.level == 3 else (int(cand.location_xy[1]) // MASK_STRIDE,
                                                          int(cand.location_xy[0]) // MASK_STRIDE)
         return Rect(min(r0, cr), max(r1, cr + 1), min(c0, cc), max(c1, cc + 1)).clip(rows, cols)
-
-    def _result(self, cand: Candidate, mask: np.ndarray, mask_macs: int) -> TapResult:
-        names = self.cfg.names
-        return TapResult(mask=mask, score=cand.score, box=self._box(cand), class_id=cand.class_id,
-                         class_name=names[cand.class_id] if cand.class_id < len(names) else str(cand.class_id),
-                         level=cand.level, extras={"mask_macs": mask_macs, "candidate": cand})
-
-    def _box(self, cand: Candidate) -> tuple[float, float, float, float]:
-        h, w = self.image_hw
-        x0, y0, x1, y1 = (v / self._scale for v in cand.box)
-        return (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
-
-    # -------------------------------------------------------------------------------------------- coordinates
-    def _require_image(self) -> None:
-        if self._image is None:
-            raise RuntimeError("no image set: call set_image(image) before predict() / tap_key()")
-        if self._owner != threading.get_ident():
-            raise ConcurrentUseError(
-                "this TapSegmenter's image was set by another thread; a TapSegmenter serves one thread at a time: "
-                "give each thread its own (tracenet.load()), or serialise set_image + predict under a lock and "
-                "call claim() after the thread changes")
-
-    def _to_net(self, xy: tuple[float, float]) -> tuple[float, float]:
-        self._require_image()
-        try:
-            x, y = float(xy[0]), float(xy[1])
-        except (TypeError, ValueError, IndexError) as exc:
-            raise ValueError(f"a tap is an (x, y) pair of pixel coordinates, got {xy!r}") from exc
-        h, w = self.image_hw
-        if not (np.isfinite(x) and np.isfinite(y)) or not (0 <= x < w and 0 <= y < h):
-            raise ValueError(f"tap ({xy[0]}, {xy[1]}) is outside the {w}x{h} image (x in [0, {w}), y in [0, {h}))")
-        return x * self._scale, y * self._scale
-
-    def _from_net(self, xy: tuple[float, float]) -> tuple[float, float]:
-        return xy[0] / self._scale, xy[1] / self._scale

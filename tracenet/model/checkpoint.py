@@ -18,6 +18,7 @@ from torch import nn
 
 from tracenet.model.config import TraceNetConfig
 from tracenet.model.dense import TraceNetDense, build_model
+from tracenet.tap.core import MIN_MAX_SIDE  # one bound for checkpoints and predictors
 
 FORMAT = "tracenet/1"
 _STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -116,8 +117,6 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], TraceNet
     return tensors, cfg, meta
 
 
-MIN_MAX_SIDE = 32
-"""Smallest network input side a checkpoint's ``max_side`` (or ``tracenet.load(max_side=...)``) may ask for."""
 
 
 def _check_meta(meta: Any, path: Path) -> None:

@@ -7,21 +7,13 @@ Conventions (docs/ARCHITECTURE.md): level ``l`` in 3..7 has stride ``2**l`` and 
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-LEVELS: tuple[int, ...] = (3, 4, 5, 6, 7)
-STRIDES: tuple[int, ...] = tuple(2**level for level in LEVELS)
-# CondInst / FCOS sizes of interest, used to normalise the relative coordinates of the dynamic head.
-SIZES_OF_INTEREST: tuple[int, ...] = (64, 128, 256, 512, 1024)
+# the constants and grid sizes live with the torch-free predictor core
+from tracenet.tap.geometry import LEVELS, SIZES_OF_INTEREST, STRIDES, grid_hw
 
-
-def grid_hw(image_hw: tuple[int, int], stride: int) -> tuple[int, int]:
-    """Grid size ``(rows, cols) = (ceil(H / stride), ceil(W / stride))`` of one level for an ``H x W`` image."""
-    h, w = image_hw
-    return math.ceil(h / stride), math.ceil(w / stride)
+__all__ = ["LEVELS", "SIZES_OF_INTEREST", "STRIDES", "grid_hw", "locations", "pyramid_hw"]
 
 
 def pyramid_hw(image_hw: tuple[int, int]) -> list[tuple[int, int]]:

@@ -77,13 +77,21 @@ class TraceNetHead(nn.Module):
         """``features``: P3..P7. Returns lists (one tensor per level) under ``cls``, ``box``, ``ctr``, ``ctrl``."""
         out: dict[str, list[Tensor]] = {"cls": [], "box": [], "ctr": [], "ctrl": []}
         for i, feat in enumerate(features):
-            cls_feat = self.cls_tower(feat)
-            box_feat = self.box_tower(feat)
-            out["cls"].append(self.cls_logits(cls_feat))
-            out["box"].append(F.relu(self.scales[i](self.bbox_pred(box_feat))) * self.strides[i])
-            out["ctr"].append(self.ctrness(box_feat))
-            out["ctrl"].append(self.controller(box_feat))
+            for kind, tensor in self.level(feat, i).items():
+                out[kind].append(tensor)
         return out
+
+    def level(self, feat: Tensor, index: int) -> dict[str, Tensor]:
+        """The heads on one level: ``feat [B, ch, H_l, W_l]`` of level ``3 + index`` -> ``cls``, ``box``,
+        ``ctr``, ``ctrl`` maps of the same grid."""
+        cls_feat = self.cls_tower(feat)
+        box_feat = self.box_tower(feat)
+        return {
+            "cls": self.cls_logits(cls_feat),
+            "box": F.relu(self.scales[index](self.bbox_pred(box_feat))) * self.strides[index],
+            "ctr": self.ctrness(box_feat),
+            "ctrl": self.controller(box_feat),
+        }
 
 
 class MaskBranch(nn.Module):

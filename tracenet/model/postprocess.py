@@ -8,7 +8,6 @@ parameters then drive the mask head (:func:`candidate_mask_probs`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +15,8 @@ from torch import Tensor
 from torchvision.ops import nms
 
 from tracenet.model.dynamic_head import DYNAMIC_PARAM_COUNT, dynamic_mask_logits, upsample_mask_probs
-from tracenet.model.geometry import LEVELS, STRIDES, grid_hw
+from tracenet.model.geometry import LEVELS, STRIDES
+from tracenet.tap.geometry import align_tap  # noqa: F401  (re-exported: tap alignment is torch-free)
 
 NMS_IOU = 0.6
 GATHER_KINDS = ("cls", "box", "ctr", "ctrl")
@@ -46,29 +46,6 @@ class Candidate:
     row_col: tuple[int, int]
     cls_prob: float = 0.0
     ctr_prob: float = 0.0
-
-
-def align_tap(xy: tuple[float, float], image_hw: tuple[int, int]) -> list[tuple[int, int]]:
-    """Grid cells containing the tap, one per level 3..7.
-
-    Args:
-        xy: tap ``(x, y)`` in image pixels (floats allowed; the pixel is ``floor``-ed).
-        image_hw: ``(H, W)`` of the network input.
-
-    Returns:
-        5 ``(row, col)`` tuples, ``(min(y // s, H_l - 1), min(x // s, W_l - 1))`` for ``s = 8..128``, also
-        clamped at 0 for taps left of / above the image.
-    """
-    x, y = float(xy[0]), float(xy[1])
-    if not (math.isfinite(x) and math.isfinite(y)):
-        raise ValueError(f"tap must be finite (x, y) pixel coordinates, got {xy!r}")
-    out = []
-    for s in STRIDES:
-        rows, cols = grid_hw(image_hw, s)
-        row = min(max(int(math.floor(y)) // s, 0), rows - 1)
-        col = min(max(int(math.floor(x)) // s, 0), cols - 1)
-        out.append((row, col))
-    return out
 
 
 def full_gather(

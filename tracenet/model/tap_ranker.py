@@ -52,6 +52,7 @@ def candidate_features(
     levels: Sequence[int],
     mask_areas: Tensor,
     covers: Tensor,
+    eligible: Tensor | None = None,
 ) -> Tensor:
     """Features of one tap's ``K`` candidates.
 
@@ -61,6 +62,8 @@ def candidate_features(
         levels: ``K`` pyramid levels (3..7).
         mask_areas: ``[K]`` mask pixel counts at network-input size.
         covers: ``bool [K]``, the mask reaches the tap's P3 cell.
+        eligible: ``bool [K]``, the candidates the ranker chooses among (the score gap is taken to the best of
+            them); ``None``: all ``K`` (the predictor passes only eligible ones; the ONNX decoder passes all).
 
     Returns:
         ``float32 [K, len(FEATURE_NAMES)]``.
@@ -79,7 +82,8 @@ def candidate_features(
         torch.log(h),
         torch.log1p(mask_areas.float()),
         covers.float(),
-        ls - ls.max() if len(ls) else ls,
+        ls - (ls.max() if eligible is None else torch.where(eligible, ls, torch.full_like(ls, -torch.inf)).max())
+        if len(ls) else ls,
     ]
     return torch.cat([torch.stack(cols, dim=1), onehot], dim=1)
 
