@@ -72,19 +72,19 @@ class _HandEngine(TapCore):
 
 
 def test_core_falls_back_to_the_candidate_that_reaches_the_tap() -> None:
-    core = _HandEngine([0.8, 0.3], max_side=30, min_score=0.05, require_tap_inside=True)
-    core.set_image(np.zeros((40, 60, 3), np.uint8))  # scale 0.5: network image 20 x 30
-    assert core.seen_rgb.shape == (20, 30, 3) and core.net_hw == (20, 30)
-    res = core.predict((50, 10))  # right half: candidate 0 (best score) masks the left half only
+    core = _HandEngine([0.8, 0.3], max_side=60, min_score=0.05, require_tap_inside=True)
+    core.set_image(np.zeros((80, 120, 3), np.uint8))  # scale 0.5: network image 40 x 60
+    assert core.seen_rgb.shape == (40, 60, 3) and core.net_hw == (40, 60)
+    res = core.predict((100, 20))  # right half: candidate 0 (best score) masks the left half only
     assert res.found and res.level == 4 and res.score == pytest.approx(0.3)
-    assert res.mask.shape == (40, 60) and res.mask[:, 32:].all() and not res.mask[:, :28].any()
-    assert res.box == (20.0, 0.0, 60.0, 40.0)  # (10, 0, 40, 50) / 0.5, clipped to the 60 x 40 photo
+    assert res.mask.shape == (80, 120) and res.mask[:, 64:].all() and not res.mask[:, :56].any()
+    assert res.box == (20.0, 0.0, 80.0, 80.0)  # (10, 0, 40, 50) / 0.5, clipped to the 120 x 80 photo
     assert res.macs == 7
-    left = core.predict((5, 10))
-    assert left.level == 3 and left.mask[:, :28].all()
-    anywhere = _HandEngine([0.8, 0.3], max_side=30, min_score=0.05, require_tap_inside=False)
-    anywhere.set_image(np.zeros((40, 60, 3), np.uint8))
-    assert anywhere.predict((50, 10)).level == 3
+    left = core.predict((10, 20))
+    assert left.level == 3 and left.mask[:, :56].all()
+    anywhere = _HandEngine([0.8, 0.3], max_side=60, min_score=0.05, require_tap_inside=False)
+    anywhere.set_image(np.zeros((80, 120, 3), np.uint8))
+    assert anywhere.predict((100, 20)).level == 3
 
 
 def test_core_says_nothing_here() -> None:
