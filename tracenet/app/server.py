@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
+from tracenet.app.device import IsolationHeaders, add_device_routes, default_export
 from tracenet.app.encoding import encode_mask, parse_formats
 from tracenet.app.forms import human_bytes, image_http_error, parse_color, parse_tap, parse_taps, safe_stem
 from tracenet.app.guard import GuardMiddleware
@@ -64,6 +65,7 @@ def create_app(
     clickable_time_budget_s: float | None = 8.0,
     examples_dir: Path = EXAMPLES_DIR,
     warm_up: bool = False,
+    device_model: Path | None | str = "auto",
 ) -> FastAPI:
     """Build the tap-to-segment web app.
 
@@ -79,6 +81,9 @@ def create_app(
             past either bound the region is interpolated from the taps run so far (``exact: false``).
         examples_dir: folder of ``*.png`` example images offered on the page.
         warm_up: load the model in a background thread as soon as the server starts.
+        device_model: the ONNX export the page runs in its on-device mode (:mod:`tracenet.app.device`);
+            ``"auto"``: the bundled model's export when ``segmenter_factory`` is the default, else none;
+            ``None``: no on-device mode (the page uses the server).
     """
     store = ImageStore(max_images=max_images)
     runner = ModelRunner(segmenter_factory or _default_factory)
@@ -103,6 +108,10 @@ def create_app(
         redoc_url=None,
     )
     app.add_middleware(GuardMiddleware, max_body_bytes=2 * max_upload_bytes + _FORM_SLACK)
+    app.add_middleware(IsolationHeaders)
+    if device_model == "auto":
+        device_model = default_export() if segmenter_factory is None else None
+    add_device_routes(app, None if device_model is None else Path(device_model))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.store, app.state.runner = store, runner
 
