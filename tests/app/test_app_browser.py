@@ -94,7 +94,8 @@ def _run_flow(
 ) -> dict:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
+    page.goto(f"{url}/?mode=server")  # these flows test the server mode; test_app_device.py the device mode
+    page.wait_for_selector("body[data-ready='1'][data-mode='server']", state="attached", timeout=timeout_ms)
     open_image(page)
     page.wait_for_selector("[data-testid=photo]", state="visible")
     page.wait_for_function(
@@ -148,7 +149,7 @@ def test_browser_flow_with_stand_in_segmenter(browser, helpers, live_server_cls,
     photo = tmp_path / "rect.png"
     Image.fromarray(helpers.rect_image(w=320, h=200, box=(80, 40, 240, 160))).save(photo)
     with live_server_cls(create_app(lambda: helpers.FloodFillSegmenter(delay_s=0))) as server:
-        page = browser.new_page(viewport={"width": 1200, "height": 800}, accept_downloads=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 800}, accept_downloads=True, bypass_csp=True)
         reply = _run_flow(
             page,
             server.url,
@@ -184,7 +185,7 @@ def test_browser_flow_with_the_real_default_model(browser, live_server_cls, arti
     from tracenet.app import create_app
 
     with live_server_cls(create_app(warm_up=True)) as server:
-        page = browser.new_page(viewport={"width": 1200, "height": 800}, accept_downloads=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 800}, accept_downloads=True, bypass_csp=True)
         reply = _run_flow(
             page,
             server.url,

@@ -79,7 +79,8 @@ export function candidateOrder(out, selection, minScore) {
     order = [...Array(n).keys()].filter((k) => Number.isFinite(out.ranker_scores[k]))
       .sort((a, b) => (out.ranker_scores[b] - out.ranker_scores[a]) || (a - b));
   } else {
-    order = [...out.nms_order].map(Number).filter((k) => out.nms_keep[k]);
+    // nms_keep[i] says whether nms_order[i] survived NMS (tracenet/deploy/engine.py zips the two)
+    order = [...out.nms_order].map(Number).filter((_, i) => out.nms_keep[i]);
   }
   return order.filter((k) => out.scores[k] >= minScore);
 }
