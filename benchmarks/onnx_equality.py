@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", type=Path, default=None, help="its checkpoint (default: the bundled one)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data/coco-mini"))
     ap.add_argument("--max-images", type=int, default=None)
+    ap.add_argument("--skip-images", type=int, default=0, help="start after this many images (to split a run)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("results/onnx"))
     args = ap.parse_args(argv)
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = {sel: {"taps": 0, "equal": 0, "same_candidate": 0, "misses": [], "max_score_diff": 0.0,
                    "max_mask_logit_diff": 0.0} for sel in engines}
     max_map_diff = 0.0
-    work = _image_list(coco, args.max_images)
+    work = _image_list(coco, args.max_images)[args.skip_images:]
     start = time.time()
     for i, (img_id, anns, _) in enumerate(work):
         info = coco.loadImgs(img_id)[0]
@@ -110,20 +111,26 @@ def main(argv: list[str] | None = None) -> int:
                                         "same_candidate": same, "iou": iou})
         print(f"[{i + 1}/{len(work)}] {time.time() - start:.0f} s  " + "  ".join(
             f"{sel}: {s['equal']}/{s['taps']}" for sel, s in stats.items()), file=sys.stderr, flush=True)
-    result = {"images": len(work), "iou_min": IOU_MIN, "max_mask_feats_diff": max_map_diff,
+        table = _write(args.out, stats, max_map_diff, i + 1)  # after every image: an interrupted run keeps its part
+    print(table)
+    return 0
+
+
+def _write(out: Path, stats: dict, max_map_diff: float, images: int) -> str:
+    result = {"images": images, "iou_min": IOU_MIN, "max_mask_feats_diff": max_map_diff,
               "selections": {sel: {**s, "share_equal": s["equal"] / max(1, s["taps"])} for sel, s in stats.items()}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "equality.json").write_text(json.dumps(result, indent=1) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "equality.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["| selection | taps | same candidate | same candidate and IoU >= 0.995 | max abs score diff | "
              "max abs mask-logit diff |", "|---|---:|---:|---:|---:|---:|"]
     for sel, s in stats.items():
         lines.append(f"| {sel} | {s['taps']} | {s['same_candidate'] / max(1, s['taps']):.4f} | "
                      f"{s['equal'] / max(1, s['taps']):.4f} ({s['taps'] - s['equal']} not) | "
                      f"{s['max_score_diff']:.2e} | {s['max_mask_logit_diff']:.2e} |")
-    lines.append(f"\nmax |mask_feats difference| (encoder): {max_map_diff:.2e}; images: {len(work)}")
-    (args.out / "equality.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    lines.append(f"\nmax abs mask_feats difference (encoder): {max_map_diff:.2e}; images: {images}")
+    table = "\n".join(lines) + "\n"
+    (out / "equality.md").write_text(table)
+    return table
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Numpy versions of the network's pre- and post-processing, for engines that do not run torch.
 
 They follow the PyTorch operations of the model exactly in formula; values agree to float rounding
-(``normalize_image`` bit for bit, the bilinear resizes to ~1e-7, tested in ``tests/tap``).
+(``normalize_image`` bit for bit, the bilinear resizes to within 5e-6, tested in ``tests/tap``).
 """
 
 from __future__ import annotations
