@@ -5,6 +5,7 @@ const WORKER_URL = new URL("./worker.js", import.meta.url);
 const VENDOR_URL = new URL("../vendor/onnxruntime-web/", import.meta.url).href;
 // Canvas pixel reads are limited to 16.7 MP on iOS; larger photos are refused in this mode (server mode takes them).
 export const MAX_PIXELS = 16_000_000;
+const MAX_BYTES = 64 << 20;  // files larger than this are refused before decoding
 const LIMITS_MS = { init: 180_000, setImage: 120_000, tap: 60_000, edit: 120_000, networkImage: 10_000 };
 
 // The smallest module using a SIMD instruction (i32x4.splat): validates only where WebAssembly SIMD exists.
@@ -97,6 +98,10 @@ export class DeviceEngine {
 /** Blob -> {rgba: Uint8ClampedArray, width, height}, EXIF-rotated, without colour management or premultiplication
  * (Pillow reads the stored values). Refuses unreadable files and photos over MAX_PIXELS with a clear message. */
 export async function decodePhoto(blob, name = "the file") {
+  if (blob.size > MAX_BYTES) {
+    throw new Error(`${name}: ${(blob.size / 2 ** 20).toFixed(0)} MB is larger than the ${MAX_BYTES / 2 ** 20} MB ` +
+      "this device mode reads; downscale or re-encode it as JPEG");
+  }
   let bitmap;
   try {
     bitmap = await createImageBitmap(blob, { imageOrientation: "from-image", premultiplyAlpha: "none",
