@@ -32,7 +32,7 @@ pytestmark = [
 pytest.importorskip("onnxruntime", reason="the server's comparison needs nothing more, the export check needs onnx")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "tracenet" / "examples"
-# (photo, taps as fractions of its displayed size); the server's default model finds objects under these
+# (photo, taps as fractions of its displayed size); the cat's second tap finds nothing (the "nothing here" path)
 TAPS = {"cat.png": [(0.55, 0.55), (0.9, 0.1)], "coffee.png": [(0.5, 0.6)], "astronaut.png": [(0.5, 0.3)]}
 UPLOAD_ENDPOINTS = ("/api/segment", "/api/edit", "/api/images", "/api/clickable")
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}

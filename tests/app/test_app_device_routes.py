@@ -29,7 +29,7 @@ def test_every_response_is_cross_origin_isolated(device_client, path):
     for name, value in ISOLATION_HEADERS.items():
         assert r.headers[name] == value, (path, name)
     assert r.headers["content-security-policy"] == DEVICE_CSP
-    assert "'wasm-unsafe-eval'" in DEVICE_CSP and "worker-src 'self' blob:" in DEVICE_CSP
+    assert "script-src 'self' 'wasm-unsafe-eval'" in DEVICE_CSP and "connect-src 'self'" in DEVICE_CSP
 
 
 def test_module_scripts_and_wasm_have_their_types(device_client):

@@ -11,10 +11,11 @@ Headers the page needs (:class:`IsolationHeaders` sets them on every response):
   ``crossOriginIsolated`` true, which browsers require before they give a page ``SharedArrayBuffer`` (WebAssembly
   threads). Everything the page loads is same-origin, so ``require-corp`` blocks nothing of ours;
   ``Cross-Origin-Resource-Policy: same-origin`` says so for every response.
-- A Content-Security-Policy compatible with the page (:data:`DEVICE_CSP`), added only when no other layer set one:
-  WebAssembly compilation needs ``script-src 'wasm-unsafe-eval'``; onnxruntime-web starts its thread workers from
-  its own module URL (``worker-src 'self'``) or from a ``blob:`` URL (``worker-src blob:``); decoded photos and
-  results are shown from ``blob:`` / ``data:`` URLs (``img-src``). Nothing is loaded from another origin.
+- A Content-Security-Policy compatible with the page (:data:`DEVICE_CSP`), added only when no other layer set one.
+  What the page needs beyond "only this origin": WebAssembly compilation needs ``script-src 'wasm-unsafe-eval'``
+  (without it the page falls back to server mode); the engine's worker and onnxruntime-web's thread workers are
+  module scripts from this origin (``worker-src`` falling back to ``script-src 'self'`` is enough); decoded
+  photos and results are shown from ``blob:`` / ``data:`` URLs (``img-src``). Nothing comes from another origin.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ ISOLATION_HEADERS: dict[str, str] = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 DEVICE_CSP = (
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
-    "img-src 'self' blob: data:; connect-src 'self' blob: data:; style-src 'self'; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
 )
 _FILES = {ENCODER_FILE: "application/octet-stream", DECODER_FILE: "application/octet-stream",
           MODEL_FILE: "application/json"}
