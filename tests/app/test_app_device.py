@@ -199,6 +199,16 @@ def test_device_bad_input_gets_a_clear_message(phone, tmp_path):
     assert "4100x4000 = 16.4 MP is over the 16 MP" in status and "server mode" in status
 
 
+def test_the_visible_switch_changes_mode(phone):
+    phone.click("[data-testid=mode-server]")
+    wait(phone, "document.body.dataset.mode === 'server' && document.body.dataset.state === 'idle'")
+    assert "sent to the server" in phone.inner_text("[data-testid=engine-info]")
+    assert phone.get_attribute("[data-testid=mode-server]", "aria-pressed") == "true"
+    phone.click("[data-testid=mode-device]")
+    wait(phone, "document.body.dataset.mode === 'device' && document.body.dataset.state === 'idle'")
+    assert "Photos stay on this device" in phone.inner_text("[data-testid=engine-info]")
+
+
 def test_without_webassembly_the_page_falls_back_to_the_server(browser, server):
     context = browser.new_context(**PHONE)
     context.add_init_script("delete globalThis.WebAssembly;")

@@ -26,7 +26,7 @@ function setStatus(text, isError = false) {
 
 function busy(on) {
   document.body.dataset.state = on ? "busy" : "idle";
-  for (const b of document.querySelectorAll("[data-mode]")) b.disabled = on || (b.dataset.mode === "device" && !!state.deviceError);
+  for (const b of document.querySelectorAll("[data-mode-choice]")) b.disabled = on || (b.dataset.modeChoice === "device" && !!state.deviceError);
   const anything = state.selection.some((s) => s.found);
   for (const b of document.querySelectorAll("[data-effect]")) b.disabled = on || !anything;
 }
@@ -365,7 +365,7 @@ async function setMode(mode, remember = true) {
   const changed = state.mode !== mode;
   state.mode = mode;
   document.body.dataset.mode = mode;
-  for (const b of document.querySelectorAll("[data-mode]")) b.setAttribute("aria-pressed", String(b.dataset.mode === mode));
+  for (const b of document.querySelectorAll("[data-mode-choice]")) b.setAttribute("aria-pressed", String(b.dataset.modeChoice === mode));
   $("mode-device").disabled = !!state.deviceError;
   $("clickable").disabled = mode === "device";
   const info = state.device && state.device.info;
@@ -409,6 +409,6 @@ drop.addEventListener("drop", (e) => {
   const f = e.dataTransfer.files[0];
   if (f) openImage({ file: f });
 });
-for (const b of document.querySelectorAll("[data-mode]")) b.addEventListener("click", () => setMode(b.dataset.mode));
+for (const b of document.querySelectorAll("[data-mode-choice]")) b.addEventListener("click", () => setMode(b.dataset.modeChoice));
 loadExamples();
 setMode(wantedMode(), false);
