@@ -37,6 +37,10 @@ i.e. after EXIF rotation; all errors are JSON ``{"detail": "..."}`` with a 4xx/5
     Returns the edited image file (``Content-Disposition: attachment``); ``cutout`` is always an RGBA PNG.
 ``GET /api/examples``, ``GET /api/examples/{name}``, ``GET /api/health``
     Bundled example images and server status.
+``GET /api/device/model.json``, ``GET /api/device/encoder.onnx``, ``GET /api/device/decoder.onnx``
+    The ONNX export the page runs in its "on this device" mode (default where the browser has WebAssembly
+    SIMD): the page segments and edits in the browser and sends no photo, tap or edit to the server (see
+    :mod:`tracenet.app.device` for the headers it needs). 404 with the reason when the server has no export.
 
 Limits (``create_app`` arguments): ``max_upload_bytes`` (20 MB: 413), ``max_pixels`` (40 MP: 413), files that
 are empty or truncated (400) or not images (415). The segmenter is used by one request at a time behind a lock;
