@@ -9,6 +9,7 @@ import { alignTap, chooseMask } from "./masks.js";
 import { compositeOnWhite, fitLongSide, normalize } from "./pixels.js";
 
 const ENCODER_OUTPUTS = ["p3", "p4", "p5", "p6", "p7", "mask_feats"];
+const MASK_BYTES = 256 << 20;  // masks of the current photo kept for the edits
 const engine = { contract: null, encoder: null, decoder: null, photo: null, net: null, feats: null, masks: new Map() };
 
 async function init({ contract, threads, vendorUrl }) {
@@ -59,7 +60,11 @@ async function tap({ x, y }) {
     netH, netW, photoH, photoW, scale, p3Cell: cells[0] });
   const t2 = performance.now();
   const key = `${x},${y}`;
-  engine.masks.set(key, chosen.mask);
+  engine.masks.delete(key);
+  engine.masks.set(key, chosen.mask);  // kept for the edits; the oldest go past MASK_BYTES
+  while (engine.masks.size > 1 && engine.masks.size * chosen.mask.length > MASK_BYTES) {
+    engine.masks.delete(engine.masks.keys().next().value);
+  }
   let area = 0;
   for (const v of chosen.mask) area += v;
   return { found: chosen.found, score: chosen.score, box: chosen.box, reason: chosen.reason, area, key,
