@@ -87,9 +87,12 @@ def build_contract(*, cfg: Any, meta: dict[str, Any], checkpoint_sha256: str, ch
             "ranker": "candidates with ranker_scores > -inf (score >= min_score), by descending ranker score, "
                       "ties by lower index",
             "require_tap_inside": "take the first candidate in that order whose photo-size mask has a pixel "
-                                  "inside the photo pixels of the tap's P3 cell: rows [floor(8 * row / scale), "
-                                  "ceil(8 * (row + 1) / scale)), cols likewise; none -> 'nothing here'",
-            "chosen": "decoder output 'chosen' is the first of that order before the require_tap_inside check",
+                                  "inside the photo pixels of the tap's P3 cell (row, col): rows "
+                                  "[floor(8 * row / scale), ceil(8 * (row + 1) / scale)), cols likewise, clipped "
+                                  "to the photo; none -> 'nothing here'",
+            "chosen": "decoder output 'chosen' is the first of that order without the require_tap_inside check "
+                      "(and without the min_score check for the paper's rule: compare scores[chosen] to "
+                      "min_score)",
         },
         "mask": {
             "stride": MASK_STRIDE,

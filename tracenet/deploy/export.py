@@ -52,7 +52,8 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, max_side: int | 
     with torch.no_grad():
         feats = encoder(image)
     cells = torch.tensor(align_tap((SAMPLE_HW[1] / 2, SAMPLE_HW[0] / 2), SAMPLE_HW), dtype=torch.int64)
-    dec_args = (*feats, cells, torch.tensor(SAMPLE_HW, dtype=torch.int64), torch.tensor(0.05))
+    # min_score 0 while tracing: every candidate takes the ranker's mask path, so it is recorded with real shapes
+    dec_args = (*feats, cells, torch.tensor(SAMPLE_HW, dtype=torch.int64), torch.tensor(0.0))
     enc_outputs = [*PYRAMID, "mask_feats"]
     dec_inputs = [*enc_outputs, "cells", "net_hw", "min_score"]
     dec_outputs = ["scores", "boxes", "class_ids", "levels", "nms_order", "nms_keep"]

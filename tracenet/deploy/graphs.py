@@ -207,20 +207,24 @@ class TapDecoder(nn.Module):
               cells: Tensor, net_hw: Tensor, min_score: Tensor) -> Tensor:
         """The tap ranker's score per candidate (``-inf`` below ``min_score``), from the same features as
         :meth:`tracenet.predictor.TapSegmenter.candidate_features`."""
+        # masks at network size only for the candidates the ranker chooses among (the full-resolution
+        # upsampling is most of the decoder's work); the others keep area 0 / covers 0 and rank -inf
+        eligible = scores >= min_score
+        picked = torch.nonzero(eligible).reshape(-1)  # [E]
         grid_h, grid_w = mask_logits.shape[-2], mask_logits.shape[-1]
-        probs = upsample_mask_probs_dynamic(mask_logits, grid_h, grid_w)
-        rows = torch.arange(net_hw[0])
-        cols = torch.arange(net_hw[1])
-        masks = probs.index_select(1, rows).index_select(2, cols) > 0.5  # [K, H, W]
+        probs = upsample_mask_probs_dynamic(mask_logits.index_select(0, picked), grid_h, grid_w)  # [E, 8H_3, 8W_3]
+        inside = ((torch.arange(grid_h * 8) < net_hw[0])[:, None] & (torch.arange(grid_w * 8) < net_hw[1])[None, :])
+        masks = (probs > 0.5) & inside[None]  # the top-left H x W of the grid's pixels
         s = STRIDES[0]
         cell = torch.arange(s, dtype=torch.int64)
         cell_rows = (cells[0, 0] * s + cell).clamp(max=net_hw[0] - 1)
         cell_cols = (cells[0, 1] * s + cell).clamp(max=net_hw[1] - 1)
-        covers = masks.index_select(1, cell_rows).index_select(2, cell_cols).flatten(1).any(dim=1)
-        eligible = scores >= min_score
+        covers_e = masks.index_select(1, cell_rows).index_select(2, cell_cols).flatten(1).any(dim=1)
+        areas = torch.zeros_like(scores).scatter(0, picked, masks.flatten(1).sum(1).float())
+        covers = torch.zeros_like(eligible).scatter(0, picked, covers_e)
         feats = candidate_features(scores=scores, cls_probs=cls_probs, ctr_probs=ctr_probs, boxes=boxes,
-                                   levels=list(LEVELS) * self.num_classes, mask_areas=masks.flatten(1).sum(1),
-                                   covers=covers, eligible=eligible)
+                                   levels=list(LEVELS) * self.num_classes, mask_areas=areas, covers=covers,
+                                   eligible=eligible)
         ranker = self.ranker
         ranks = mlp_scores(feats, ranker.mean, ranker.std, ranker.layers)
         return torch.where(eligible, ranks, torch.full_like(ranks, -torch.inf))
