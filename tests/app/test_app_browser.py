@@ -113,7 +113,8 @@ def _run_flow(
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     _collect_csp_violations(page, errors)  # the server's Content-Security-Policy must not block the app itself
-    page.goto(url)
+    page.goto(f"{url}/?mode=server")  # these flows test the server mode; test_app_device.py the device mode
+    page.wait_for_selector("body[data-ready='1'][data-mode='server']", state="attached", timeout=timeout_ms)
     open_image(page)
     page.wait_for_selector("[data-testid=photo]", state="visible")
     _wait_js(
@@ -184,6 +185,7 @@ def test_browser_flow_with_stand_in_segmenter(browser, helpers, live_server_cls,
         assert reply["found"] and reply["area"] == 160 * 120 and reply["box"] == [80, 40, 240, 160]
         assert "19200 px" in page.inner_text("[data-testid=taps]")
         # Shift+tap adds a second object (the grey surround) instead of replacing the first
+        page.evaluate("window.scrollTo(0, 0)")  # the downloads scrolled the page; the photo's corner must be on screen
         box = page.locator("[data-testid=photo]").bounding_box()
         page.keyboard.down("Shift")
         page.mouse.click(box["x"] + 0.05 * box["width"], box["y"] + 0.05 * box["height"])

@@ -37,6 +37,10 @@ i.e. after EXIF rotation; all errors are JSON ``{"detail": "..."}`` with a 4xx/5
     Returns the edited image file (``Content-Disposition: attachment``); ``cutout`` is always an RGBA PNG.
 ``GET /api/examples``, ``GET /api/examples/{name}``, ``GET /api/health``
     Bundled example images and server status.
+``GET /api/device/model.json``, ``GET /api/device/encoder.onnx``, ``GET /api/device/decoder.onnx``
+    The ONNX export the page runs in its "on this device" mode (default where the browser has WebAssembly
+    SIMD): the page segments and edits in the browser and sends no photo, tap or edit to the server (see
+    :mod:`tracenet.app.device` for the headers it needs). 404 with the reason when the server has no export.
 
 Limits (``create_app`` arguments; ``tracenet app`` flags in brackets). Memory is counted in bytes of decoded
 pixels, estimated from the file header *before* decoding: 8 bytes per pixel to decode an upload, 8 more to

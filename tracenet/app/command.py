@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the bundled model)")
     parser.add_argument(
+        "--onnx",
+        type=Path,
+        help="ONNX export the page runs on the device (`tracenet export --format onnx`; default: the bundled "
+        "model's export when no --checkpoint is given, else none: server mode only)",
+    )
+    parser.add_argument(
         "--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)"
     )
     parser.add_argument(
@@ -79,25 +85,36 @@ def run(args: argparse.Namespace) -> int:
     limit_malloc_arenas()  # before the model and the worker threads start
 
     checkpoint = None if args.checkpoint is None else str(args.checkpoint)
+    from tracenet.app.device import ContractError, default_export
+
+    onnx = args.onnx if args.onnx is not None else (default_export() if checkpoint is None else None)
+    if onnx is None:
+        print("tracenet app: note: no --onnx export for this checkpoint; the page segments on the server only",
+              file=sys.stderr)
 
     def factory() -> object:
         import tracenet
 
         return tracenet.load(checkpoint)
 
-    app = create_app(
-        factory,
-        max_upload_bytes=int(args.max_upload_mb * 2**20),
-        max_pixels=int(args.max_megapixels * 1e6),
-        max_store_bytes=int(args.max_store_mb * 2**20),
-        max_request_bytes=int(args.max_request_mb * 2**20),
-        max_work_bytes=int(args.max_work_mb * 2**20),
-        max_jobs=args.max_jobs,
-        max_threads=args.max_jobs + 2,
-        max_taps=args.max_taps,
-        allowed_hosts=allowed_hosts,
-        warm_up=True,
-    )
+    try:
+        app = create_app(
+            factory,
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            max_pixels=int(args.max_megapixels * 1e6),
+            max_store_bytes=int(args.max_store_mb * 2**20),
+            max_request_bytes=int(args.max_request_mb * 2**20),
+            max_work_bytes=int(args.max_work_mb * 2**20),
+            max_jobs=args.max_jobs,
+            max_threads=args.max_jobs + 2,
+            max_taps=args.max_taps,
+            allowed_hosts=allowed_hosts,
+            warm_up=True,
+            device_model=onnx,
+        )
+    except ContractError as exc:
+        print(f"tracenet app: error: --onnx: {exc}", file=sys.stderr)
+        return 2
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"tracenet app: open http://{shown}:{args.port}/ in a browser (Ctrl+C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=5,

@@ -11,7 +11,8 @@ request forgery) or point its own host name at 127.0.0.1 (DNS rebinding). So:
   marked ``Sec-Fetch-Site: cross-site``, except plain GETs of the page itself;
 - every response gets ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``, a Content-Security-Policy
   that allows only the app's own scripts, styles, images and connections (plus ``data:`` / ``blob:`` images for
-  masks and downloads) and no framing, ``Referrer-Policy: no-referrer`` and
+  masks and downloads, and WebAssembly compilation, ``'wasm-unsafe-eval'``, for the on-device mode's
+  onnxruntime-web; it allows no JavaScript ``eval``) and no framing, ``Referrer-Policy: no-referrer`` and
   ``Cross-Origin-Resource-Policy: same-origin``.
 """
 
@@ -25,7 +26,7 @@ from tracenet.app.guard import send_json
 __all__ = ["LOOPBACK_HOSTS", "SECURITY_HEADERS", "SecurityMiddleware", "host_name"]
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -74,7 +75,9 @@ class SecurityMiddleware:
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
                 message = dict(message)
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = list(message.get("headers") or [])
+                present = {k.lower() for k, _ in headers}
+                message["headers"] = headers + [(k, v) for k, v in SECURITY_HEADERS if k not in present]
             await send(message)
 
         refusal = self._refusal(scope)

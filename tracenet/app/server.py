@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
+from tracenet.app.device import IsolationHeaders, add_device_routes, default_export
 from tracenet.app.encoding import encode_mask, parse_formats
 from tracenet.app.forms import (
     human_bytes,
@@ -91,6 +92,7 @@ def create_app(
     clickable_time_budget_s: float | None = 0.8,
     examples_dir: Path = EXAMPLES_DIR,
     warm_up: bool = False,
+    device_model: Path | None | str = "auto",
 ) -> FastAPI:
     """Build the tap-to-segment web app.
 
@@ -123,6 +125,9 @@ def create_app(
             interpolated from the taps run so far, an even coarse-to-fine spread (``exact: false``).
         examples_dir: folder of ``*.png`` example images offered on the page.
         warm_up: load the model in a background thread as soon as the server starts.
+        device_model: the ONNX export the page runs in its on-device mode (:mod:`tracenet.app.device`);
+            ``"auto"``: the bundled model's export when ``segmenter_factory`` is the default, else none;
+            ``None``: no on-device mode (the page uses the server).
     """
     store = ImageStore(max_images=max_images, max_bytes=max_store_bytes)
     runner = ModelRunner(segmenter_factory or _default_factory, max_jobs=max_jobs, wait_s=wait_s)
@@ -155,7 +160,11 @@ def create_app(
     app.add_middleware(
         GuardMiddleware, max_body_bytes=2 * max_upload_bytes + _FORM_SLACK, body_timeout_s=body_timeout_s
     )
+    app.add_middleware(IsolationHeaders, csp=None)  # COOP / COEP for the on-device page; the CSP comes next
     app.add_middleware(SecurityMiddleware, allowed_hosts=allowed_hosts)  # outermost: runs first
+    if device_model == "auto":
+        device_model = default_export() if segmenter_factory is None else None
+    add_device_routes(app, None if device_model is None else Path(device_model))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.store, app.state.runner, app.state.budget = store, runner, budget
 
