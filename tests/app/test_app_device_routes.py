@@ -18,7 +18,7 @@ def device_client():
 
     from tracenet.app import create_app
 
-    with TestClient(create_app()) as c:  # default model: the bundled export is served
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:  # default model: the export is served
         yield c
 
 
@@ -55,7 +55,7 @@ def test_a_server_without_an_export_says_why(helpers):
 
     from tracenet.app import create_app
 
-    with TestClient(create_app(lambda: helpers.FloodFillSegmenter())) as c:
+    with TestClient(create_app(lambda: helpers.FloodFillSegmenter()), base_url="http://127.0.0.1") as c:
         for path in ("/api/device/model.json", "/api/device/encoder.onnx"):
             r = c.get(path)
             assert r.status_code == 404 and "tracenet app --onnx" in r.json()["detail"]
@@ -73,7 +73,7 @@ def test_a_csp_set_elsewhere_is_kept():
         return PlainTextResponse("x", headers={"Content-Security-Policy": "default-src 'none'"})
 
     app.add_middleware(IsolationHeaders)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         r = c.get("/own")
     assert r.headers["content-security-policy"] == "default-src 'none'"
     assert r.headers["cross-origin-embedder-policy"] == "require-corp"
