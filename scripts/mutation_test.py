@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "tracer-rules": (
         ["tracenet/rft/sliding.py", "tracenet/rft/resample.py", "tracenet/rft/rules.py"],
-        ["tests/rft/test_pooling_edges.py", "tests/rft/test_rules_and_errors.py", "tests/rft/test_rule_edges.py"],
+        ["tests/rft/test_pooling_edges.py", "tests/rft/test_rules_and_errors.py"],
     ),
     "tracer-planner": (
         ["tracenet/rft/plan.py", "tracenet/rft/dependency.py", "tracenet/rft/regions.py"],
-        ["tests/rft/test_rules_and_errors.py", "tests/rft/test_rule_edges.py"],
+        ["tests/rft/test_rules_and_errors.py", "tests/rft/test_pooling_edges.py"],
     ),
     "selection": (
         ["tracenet/model/postprocess.py"],
@@ -47,7 +47,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "checkpoint-resume": (
         ["tracenet/train/checkpointing.py", "tracenet/train/schedule.py"],
-        ["tests/train/test_train_config.py", "tests/train/test_resume_schedule.py"],
+        ["tests/train/test_checkpointing_unit.py", "tests/train/test_train_config.py"],
     ),
 }
 
