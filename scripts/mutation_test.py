@@ -3,7 +3,7 @@
 Each module group is mutated against its own fast test files only, one group at a time, in a scratch copy of the
 repository (mutmut writes a ``mutants/`` tree there, never here), at low priority:
 
-    pip install -e ".[mutation]"
+    pip install -e ".[dev]"
     python scripts/mutation_test.py                       # every group (about 30-40 min on 2 busy cores)
     python scripts/mutation_test.py metrics selection     # some groups
     python scripts/mutation_test.py --list                # what is mutated against which tests
