@@ -9,7 +9,7 @@ import pytest
 from tests.eval.test_eval_metrics import GT_A, GT_B, TAPS_A, TAPS_B, cell_fn, ellipse, hand_method, tapset
 from tracenet.eval.instance import evaluate_instance
 from tracenet.eval.methods import from_callable
-from tracenet.eval.metrics import aggregate
+from tracenet.eval.metrics import aggregate, miou_t, mta
 from tracenet.eval.taps import simulate_taps
 
 
@@ -70,3 +70,24 @@ def test_exact_and_sampled_mta_equal_a_numpy_count(stride):
     assert 0 < expected < 1
     if stride > 1:
         assert expected != pytest.approx(_numpy_mta(gt, 1), abs=1e-3)
+
+
+def test_single_pixel_totals_and_empty_input():
+    """One pixel of union / area is already a defined ratio (a ``> 1`` guard would say None); no results at all
+    give None everywhere, not NaN."""
+    assert miou_t([1], [1]) == 1.0 and mta([1], [1]) == 1.0 and mta([0], [1]) == 0.0
+    empty = aggregate([])
+    assert empty["miou_t"] is None and empty["mta"] is None and empty["first_click_iou"] is None
+    assert empty["n_instances"] == 0 and empty["per_category"] == {}
+
+
+def test_aggregate_counts_and_keys_by_hand():
+    """The bookkeeping fields of ``metrics.json`` on the hand case: 2 instances, 24 mask pixels all tapped for
+    mTA, per-band entries numbered 1..5; an instance of unknown size gets its own group."""
+    a, b = _run(0.7)
+    m = aggregate([a, b])
+    assert (m["n_instances"], m["mta_pixels"], m["mask_pixels"], m["n_taps"]) == (2, 24, 24, 5)
+    assert [band["band"] for band in m["per_band"]] == [1, 2, 3, 4, 5]
+    a.size = "unknown"
+    m = aggregate([a, b])
+    assert m["per_size"]["unknown"]["n"] == 1 and m["per_size"]["small"]["n"] == 0
