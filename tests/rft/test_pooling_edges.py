@@ -58,7 +58,7 @@ def _assert_edges_match(model: nn.Module, x: torch.Tensor) -> None:
         (values, got_rect), = tracer.run(x, {0: rect}).values()
         assert got_rect == rect
         torch.testing.assert_close(values, full[..., rect.r0:rect.r1, rect.c0:rect.c1], atol=1e-6, rtol=0,
-                                   msg=lambda m: f"{model} window {rect}: {m}")
+                                   msg=lambda m, rect=rect: f"{model} window {rect}: {m}")
 
 
 def test_ceil_mode_count_include_pad_divisor_by_hand():
