@@ -57,6 +57,11 @@ OUTCOMES = {"killed": "killed", "survived": "survived", "timeout": "timeout", "n
             "check was interrupted by user": "interrupted", "not checked": "not_checked"}
 
 
+def _names(listing: str, status: str) -> list[str]:
+    """Mutant names with ``status`` in ``mutmut results --all true`` output."""
+    return [line.strip().rpartition(": ")[0] for line in listing.splitlines() if line.strip().endswith(f": {status}")]
+
+
 def _copy_repo(dst: Path) -> None:
     """The tracked files (plus untracked, not ignored ones) without the large result folders."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
@@ -104,8 +109,10 @@ def run_group(name: str, work: Path, out: Path, children: int) -> dict:
         counts[OUTCOMES.get(status, "not_checked")] += 1
         if status in ("survived", "no tests", "timeout", "suspicious"):
             survivors.append(mutant)
+    # `mutmut show` starts a process per mutant: only for the true survivors, and at most 150 of them
+    shown = [m for m in survivors if m in set(_names(listing, "survived"))][:150]
     diffs = [subprocess.run([*mutmut, "show", m], cwd=repo, env=env, capture_output=True, text=True).stdout
-             for m in survivors]
+             for m in shown]
     (out / f"{name}-survivors.diff").write_text("\n".join(diffs))
     total = sum(counts.values())
     killed = counts["killed"]

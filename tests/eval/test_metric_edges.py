@@ -91,3 +91,26 @@ def test_aggregate_counts_and_keys_by_hand():
     a.size = "unknown"
     m = aggregate([a, b])
     assert m["per_size"]["unknown"]["n"] == 1 and m["per_size"]["small"]["n"] == 0
+
+
+def test_instance_result_fields_by_hand():
+    """Instance A of the hand case with the defaults (beta 0.7, no meta) and with meta and the good-pixel map:
+    taps are recorded as (band, x, y, |I|, |U|), per-band mTA counts, first click and origin are kept, the map
+    is -1 off the mask, 1 where the tap is good (x < 2), 0 where it is not."""
+    method = from_callable(hand_method, "hand")
+    method.set_image(np.zeros((8, 8, 3), np.uint8))
+    plain = evaluate_instance(method, GT_A, TAPS_A)
+    assert plain.taps == [(1, 0, 0, 8, 8), (2, 3, 1, 4, 8)]
+    assert plain.mta_good.tolist() == [4, 0, 0, 0, 0] and plain.mta_count.tolist() == [4, 4, 0, 0, 0]
+    assert plain.mta_good.dtype == np.int64 and plain.mta_count.dtype == np.int64
+    assert (plain.ann_id, plain.image_id, plain.category, plain.size) == (-1, -1, "", "")
+    assert plain.area == 8.0 and plain.mask_area == 8 and plain.good_map is None
+    assert plain.first_click == (1, 0) and plain.origin == (0, 0) and plain.n_predictions == 8  # its 8 pixels
+    meta = {"ann_id": 5, "image_id": 7, "category": "cat", "size": "small", "area": 8.5}
+    full = evaluate_instance(method, GT_A.astype(np.uint8), TAPS_A, meta=meta, keep_good_map=True)
+    assert (full.ann_id, full.image_id, full.category, full.size, full.area) == (5, 7, "cat", "small", 8.5)
+    expected_map = np.full((8, 8), -1, np.int8)
+    expected_map[0:2, 0:2], expected_map[0:2, 2:4] = 1, 0
+    assert np.array_equal(full.good_map, expected_map)
+    skipped = evaluate_instance(method, GT_A, TAPS_A, mta_stride=None, keep_good_map=True)
+    assert skipped.mta_count.tolist() == [0] * 5 and (skipped.good_map == -1).all()
