@@ -9,6 +9,7 @@ Needs: ``pip install playwright`` and ``apt-get install -y chromium`` (never ``p
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import tempfile
@@ -107,6 +108,39 @@ def _collect_csp_violations(page, errors: list[str]) -> None:
     page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
 
 
+def _overlay_alpha(page) -> np.ndarray:
+    """The overlay canvas's alpha channel, ``H x W`` uint8 (the canvas has the photo's own pixel size)."""
+    encoded = page.evaluate(
+        "() => { const c = document.querySelector('[data-testid=overlay]');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let s = ''; for (let i = 3; i < d.length; i += 4) s += d[i] > 0 ? '1' : '0';"
+        " return [c.width, c.height, s]; }"
+    )
+    w, h, bits = encoded
+    return (np.frombuffer(bits.encode(), np.uint8) - ord("0")).reshape(h, w)
+
+
+def _assert_overlay_paints_the_mask(page, reply: dict, size: tuple[int, int]) -> None:
+    """Guards "the whole photo tinted" (and a mask drawn shifted or scaled): every mask pixel is painted, and
+    every painted pixel lies within the outline's reach of the mask (a few pixels: line width
+    ``max(1.5, W / 400)``, antialiasing) or on the tap's dot."""
+    import cv2
+
+    painted = _overlay_alpha(page) > 0
+    w, h = size
+    assert painted.shape == (h, w)
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(reply["mask_png"])))) > 127
+    assert mask.shape == (h, w) and mask.sum() == reply["area"]
+    assert painted[mask].all(), f"{int((mask & ~painted).sum())} mask pixels not drawn"
+    reach = int(np.ceil(max(1.5, w / 400))) + 2
+    near_mask = cv2.dilate(mask.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
+    yy, xx = np.mgrid[:h, :w]
+    tx, ty = reply["tap"]
+    dot = (xx - tx) ** 2 + (yy - ty) ** 2 <= (3 * max(1.5, w / 400) + reach) ** 2
+    stray = painted & ~near_mask & ~dot
+    assert not stray.any(), f"{int(stray.sum())} pixels painted away from the mask (of {h * w})"
+
+
 def _run_flow(
     page, url: str, artifacts: Path, capsys, *, tag: str, open_image, tap, size, timeout_ms
 ) -> dict:
@@ -122,14 +156,10 @@ def _run_flow(
         "document.body.dataset.state === 'idle' && !!document.getElementById('photo').naturalWidth"
     )
     reply = _tap(page, *tap, timeout_ms)
-    painted = page.evaluate(
-        "() => { const c = document.querySelector('[data-testid=overlay]');"
-        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }"
-    )
     status = page.inner_text("[data-testid=status]")
-    if reply["found"]:  # the mask is drawn (at least as many pixels as the mask has)
-        assert painted >= reply["area"] and "selected" in status
+    if reply["found"]:  # the mask is drawn, and only the mask (plus its outline and the tap's dot)
+        _assert_overlay_paints_the_mask(page, reply, size)
+        assert "selected" in status
     else:  # the page says so instead of failing silently, and offers no edit of nothing
         assert "No object found" in status and reply["reason"] in status
         assert page.is_disabled("[data-testid=effect-blur]") and page.is_disabled(

@@ -113,7 +113,7 @@ def test_command_line_and_fp16_export(shapes, tmp_path, capsys):
     again, _, meta = read_checkpoint(tmp_path / "again.safetensors")
     assert meta["step"] == 2 and all(v.dtype != torch.float16 for v in again.values())
     bad = parser.parse_args(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
-    with pytest.raises(SystemExit, match="not found"):
+    with pytest.raises(FileNotFoundError, match="not found"):
         run(bad)
 
 

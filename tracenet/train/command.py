@@ -79,18 +79,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """``(annotation file, image folder)`` from ``--data`` / ``--ann`` / ``--images``; raises ``ValueError`` or
+    ``FileNotFoundError`` naming the missing input (the command line turns both into exit code 2)."""
     ann, images = args.ann, args.images
     if args.data is not None:
         ann = ann or args.data / "train.json"
         images = images or args.data / "images"
     if ann is None or images is None:
-        raise SystemExit(
-            "tracenet train: give --data DIR (with train.json and images/) or both --ann and --images"
-        )
+        raise ValueError("give --data DIR (with train.json and images/) or both --ann and --images")
     if not ann.is_file():
-        raise SystemExit(f"tracenet train: annotation file {ann} not found")
+        raise FileNotFoundError(f"annotation file {ann} not found (give --data DIR with train.json, or --ann)")
     if not images.is_dir():
-        raise SystemExit(f"tracenet train: image folder {images} not found")
+        raise FileNotFoundError(f"image folder {images} not found (give --data DIR with images/, or --images)")
     return ann, images
 
 
@@ -172,4 +172,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tracenet.train", description="Train a TraceNet model.")
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, OSError) as exc:  # bad input (missing data, bad checkpoint): say so, exit 2, no trace
+        print(f"python -m tracenet.train: error: {exc}", file=sys.stderr)
+        return 2
