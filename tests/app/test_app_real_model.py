@@ -36,7 +36,7 @@ def api():
 
     from tracenet.app import create_app
 
-    with TestClient(create_app(clickable_max_taps=None, clickable_time_budget_s=None)) as client:
+    with TestClient(create_app(clickable_max_taps=None, clickable_time_budget_s=None), base_url="http://127.0.0.1") as client:
         info = client.post("/api/images", data={"example": "cat.png"}).json()
         assert (info["width"], info["height"]) == CAT
         yield client, info["image_id"]
