@@ -42,6 +42,7 @@ from tracenet.model.postprocess import (
     rank_candidates,
 )
 from tracenet.model.tap_ranker import TapRanker, candidate_features
+from tracenet.refine import REFINERS, RefineConfig, refine_mask
 from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
@@ -90,12 +91,15 @@ class TapSegmenter:
         selection: ``"paper"``: NMS 0.6 over ``cls * ctr``, top-1 (the paper's rule); ``"ranker"``: every
             candidate above ``min_score`` gets its mask and the ranker picks (needs ``ranker``); ``"auto"``:
             the ranker when there is one, else the paper's rule.
+        refine: boundary refinement of the chosen mask (:mod:`tracenet.refine`): ``"none"``, ``"guided"``
+            (guided filter of the mask probabilities with the photo) or ``"grabcut"``; ``refine_cfg`` its
+            settings. Candidate choice and the "covers the tap" test use the unrefined mask.
     """
 
     def __init__(self, model: TraceNetDense, cfg: TraceNetConfig, *, max_side: int = 1024, min_score: float = 0.05,
                  mask_region: str = "image", box_margin: int = 2, require_tap_inside: bool = True,
                  fuse_bn: bool = True, meta: dict[str, Any] | None = None, ranker: TapRanker | None = None,
-                 selection: str = "auto") -> None:
+                 selection: str = "auto", refine: str = "none", refine_cfg: RefineConfig | None = None) -> None:
         if mask_region not in ("image", "box"):
             raise ValueError(f"mask_region must be 'image' or 'box', got {mask_region!r}")
         if selection not in ("auto", "paper", "ranker"):
@@ -103,6 +107,10 @@ class TapSegmenter:
         if selection == "ranker" and ranker is None:
             raise ValueError("selection='ranker' needs a tap ranker; this checkpoint has none (fit one with "
                              "`python -m tracenet.train.tap_ranker`, or use selection='paper')")
+        if refine not in REFINERS:
+            raise ValueError(f"refine must be one of {REFINERS}, got {refine!r}")
+        self.refine = refine
+        self.refine_cfg = refine_cfg or RefineConfig()
         self.ranker = ranker if selection != "paper" else None
         self.selection = "ranker" if self.ranker is not None else "paper"
         # inference only: BatchNorm folded into the preceding convolutions (a copy; TraceNet and FullNet both
@@ -222,7 +230,7 @@ class TapSegmenter:
             probs, mask_macs = self._mask_probs(cand, mask_feats, use_rft)
             mask = self._image_mask(probs)
             if not self.require_tap_inside or mask[cell].any():
-                return self._result(cand, mask, mask_macs)
+                return self._result(cand, self._refined(probs, mask), mask_macs)
         return self._uncovered(best)
 
     def _below_threshold(self, score: float) -> TapResult:
@@ -260,7 +268,7 @@ class TapSegmenter:
         for k in order:
             mask = self._image_mask(probs[k])
             if not self.require_tap_inside or mask[cell].any():
-                result = self._result(cands[k], mask, macs)
+                result = self._result(cands[k], self._refined(probs[k], mask), macs)
                 result.extras["ranker_score"] = float(ranks[k])
                 return result
         return self._uncovered(cands[order[0]])
@@ -316,11 +324,21 @@ class TapSegmenter:
             probs = torch.where(keep, probs, torch.zeros_like(probs))
         return probs, macs
 
-    def _image_mask(self, probs: torch.Tensor) -> np.ndarray:
-        """``HxW bool`` mask at the photo's size from network-size probabilities."""
+    def _photo_probs(self, probs: torch.Tensor) -> torch.Tensor:
+        """Network-size mask probabilities ``[h, w]`` resized (bilinear) to the photo's ``[H, W]``."""
         if tuple(probs.shape) != tuple(self.image_hw):
             probs = F.interpolate(probs[None, None], size=self.image_hw, mode="bilinear", align_corners=False)[0, 0]
-        return (probs > 0.5).numpy()
+        return probs
+
+    def _image_mask(self, probs: torch.Tensor) -> np.ndarray:
+        """``HxW bool`` mask at the photo's size from network-size probabilities."""
+        return (self._photo_probs(probs) > 0.5).numpy()
+
+    def _refined(self, probs: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+        """The chosen candidate's photo-size ``mask`` after :attr:`refine` (from its network-size ``probs``)."""
+        if self.refine == "none":
+            return mask
+        return refine_mask(self._image, self._photo_probs(probs).numpy(), self.refine, self.refine_cfg)
 
     def _full_grid(self) -> tuple[int, int]:
         h, w = self.net_hw

@@ -78,6 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backbone-weights",
         help="ImageNet backbone weights: a local .pth/.safetensors state dict or a torchvision weights name",
     )
+    parser.add_argument(
+        "--canvas", type=int, help="large-scale-jitter canvas in px (the cpu preset: 384); also the model's max_side"
+    )
+    parser.add_argument("--copy-paste", type=float, metavar="P", help="copy-paste probability (the cpu preset: 0.5)")
     parser.add_argument("--seed", type=int, help="override the seed (data order, augmentation, init)")
     parser.add_argument("--num-workers", type=int, help="data-loader worker processes per rank")
     parser.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
@@ -185,15 +189,19 @@ def run(args: argparse.Namespace) -> int:
             cfg.checkpoint_every = args.checkpoint_every
     if args.fp16:
         cfg.export_fp16 = True
+    if args.canvas is not None:
+        if cfg.augment.resize != "lsj":
+            raise SystemExit(f"tracenet train: --canvas needs a preset with large-scale jitter, not {args.preset!r}")
+        cfg.augment.lsj_size = args.canvas
+    if args.copy_paste is not None:
+        cfg.augment.copy_paste_prob = args.copy_paste
     if args.model:
         cfg.model = args.model
     if args.backbone_weights:
         cfg.model_overrides = {**cfg.model_overrides, "backbone_weights": args.backbone_weights}
         cfg.model_overrides["pretrained_backbone"] = True
     if args.iters is not None:  # keep the schedule's shape: LR steps scale with the iteration count
-        cfg.steps = tuple(int(s * args.iters / cfg.max_iters) for s in cfg.steps)
-        cfg.warmup_iters = min(cfg.warmup_iters, args.iters // 10)
-        cfg.max_iters = args.iters
+        cfg = cfg.with_iters(args.iters)
     if args.lr is not None:
         cfg.lr = args.lr
     sources = _sources(args)

@@ -89,6 +89,17 @@ class TrainConfig:
             log_every=iters(self.log_every),
         )
 
+    def with_iters(self, max_iters: int) -> TrainConfig:
+        """The same schedule shape over ``max_iters`` iterations: LR steps scale with the iteration count, the
+        warmup is kept but at most a tenth of the run (``tracenet train --iters``)."""
+        if max_iters <= 0:
+            raise ValueError(f"max_iters must be positive, got {max_iters}")
+        return self.replace(
+            max_iters=int(max_iters),
+            steps=tuple(int(s * max_iters / self.max_iters) for s in self.steps),
+            warmup_iters=min(self.warmup_iters, max_iters // 10),
+        )
+
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 

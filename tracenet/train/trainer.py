@@ -301,6 +301,8 @@ def train(
         The exported final model path, or the last checkpoint folder when stopped early by ``stop_at``.
     """
     info = init_distributed(device)
+    if info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # LSJ batches all have one size: autotuned kernels pay off
     out = Path(out_dir)
     if sources is None:
         if ann_file is None or images_dir is None:
