@@ -338,7 +338,8 @@ class TapSegmenter:
         """The chosen candidate's photo-size ``mask`` after :attr:`refine` (from its network-size ``probs``)."""
         if self.refine == "none":
             return mask
-        return refine_mask(self._image, self._photo_probs(probs).numpy(), self.refine, self.refine_cfg)
+        return refine_mask(self._image, self._photo_probs(probs).numpy(), self.refine, self.refine_cfg,
+                           cell=MASK_STRIDE / self._scale)
 
     def _full_grid(self) -> tuple[int, int]:
         h, w = self.net_hw

@@ -32,13 +32,14 @@ REFINERS = ("none", "guided", "grabcut")
 @dataclass(frozen=True)
 class RefineConfig:
     """``margin``: crop = mask box grown by this share of its size on each side (at least ``min_margin`` px).
-    Guided filter: ``radius`` in photo pixels per 1000 px of the photo's long side (at least 2) and ``eps`` (the
-    edge-preserving strength, in [0, 1] colour units squared). GrabCut: ``iterations``. Both work on the crop
+    Guided filter: ``radius`` in units of the mask head's cell (``cell`` photo pixels, see :func:`refine_mask`;
+    the coarse boundary is uncertain by about one cell) and ``eps`` (the edge-preserving strength, in [0, 1]
+    colour units squared). GrabCut: ``iterations``. Both work on the crop
     shrunk to at most ``max_side`` pixels (the guided filter applies its coefficients at full resolution)."""
 
     margin: float = 0.15
     min_margin: int = 16
-    radius: float = 6.0
+    radius: float = 1.0
     eps: float = 1e-3
     iterations: int = 3
     max_side: int = 320
@@ -119,13 +120,16 @@ def _grabcut(image: np.ndarray, probs: np.ndarray, cfg: RefineConfig) -> np.ndar
 
 
 def refine_mask(image: np.ndarray, probs: np.ndarray, method: str = "guided",
-                cfg: RefineConfig | None = None) -> np.ndarray:
+                cfg: RefineConfig | None = None, cell: float = 8.0) -> np.ndarray:
     """Refine one mask.
 
     Args:
         image: the photo, ``[H, W, 3]`` uint8 RGB.
         probs: the candidate's mask probabilities at the photo's size, ``[H, W]`` float32 in [0, 1].
         method: one of :data:`REFINERS`.
+        cfg: settings (:class:`RefineConfig`).
+        cell: the mask head's cell (stride 8 on the network input) in photo pixels: ``8 / scale`` when the
+            photo was resized by ``scale`` for the network.
 
     Returns:
         ``[H, W]`` bool mask; equal to ``probs > 0.5`` outside the crop around that mask.
@@ -141,7 +145,7 @@ def refine_mask(image: np.ndarray, probs: np.ndarray, method: str = "guided",
         return mask
     img, p = image[crop], np.ascontiguousarray(probs[crop], dtype=np.float32)
     if method == "guided":
-        radius = max(2, round(cfg.radius * max(image.shape[:2]) / 1000))
+        radius = max(2, round(cfg.radius * cell))
         refined = _guided(img, p, radius, cfg.eps, cfg.max_side) > 0.5
     else:
         refined = _grabcut(img, p, cfg)
