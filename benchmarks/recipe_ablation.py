@@ -2,7 +2,8 @@
 
 Every arm is the ``cpu`` preset (lite0, class-agnostic, LSJ on a 384 canvas, copy-paste 0.5, flip) trained on
 ``coco-mini+single`` (coco-mini train + coco-single as partial annotations) with the same seed, data order
-rule and schedule shape, for ``--arm-images`` image presentations at global batch ``--batch`` (learning rate
+rule and schedule shape, for ``--arm-images`` image presentations (fewer if ``--deadline-s`` says they and the long run would not fit: a 40-iteration
+probe measures the speed first) at global batch ``--batch`` (learning rate
 by the linear rule, see ``TrainConfig.scaled_to_batch``), changing one thing:
 
     base             the above
@@ -132,6 +133,32 @@ def winner(results: dict, min_gain: float) -> dict:
     return recipe
 
 
+# rough cost of an arm's image relative to base (more pixels / a wider backbone), for the time budget only
+COST = {"512px": 1.8, "lite1": 1.25, "lite2": 1.6}
+
+
+def fit_arm_images(arms: list[str], args: argparse.Namespace, t0: float) -> tuple[int, float]:
+    """``(images per arm, images/s of base)``: the arms' length that leaves the long run its ``--long-images``
+    before ``--deadline-s`` (0: no arm fits); a 40-iteration probe of ``base`` measures the speed (median
+    seconds per iteration over the logging windows after the first)."""
+    probe_dir = args.out / "probe"
+    train_arm("probe", {}, args, 40 * args.batch)
+    windows = [json.loads(ln) for ln in (probe_dir / "metrics.jsonl").read_text().splitlines()]
+    per_iter = sorted(w["s_per_iter"] for w in windows[1:] if "s_per_iter" in w) or [windows[-1]["s_per_iter"]]
+    rate = args.batch / per_iter[len(per_iter) // 2]
+    left = args.deadline_s - (time.perf_counter() - t0) - 60 - 10 * len(arms)  # exports, scoring tail, startups
+    long_s = args.long_images / rate
+    weight = sum(COST.get(a, 1.0) for a in arms)
+    fit = int(max(0.0, left - long_s) * rate / weight)
+    images = min(args.arm_images, fit - fit % args.batch)
+    print(f"probe: {rate:.0f} images/s; long run ~{long_s:.0f} s; {images} images per arm fit in the "
+          f"{left:.0f} s left", flush=True)
+    if images < 20 * args.batch:
+        print("too slow for the arms before the long run: arms skipped (run them with --no-long)", flush=True)
+        return 0, rate
+    return images, rate
+
+
 def save(results: dict, path: Path) -> None:
     path.write_text(json.dumps(results, indent=2) + "\n")
 
@@ -185,12 +212,15 @@ def main(argv: list[str] | None = None) -> int:
                 del scoring[name]
                 save(results, results_file)
 
-    for name in args.arms or ARMS:
-        if results.get(name, {}).get("val"):
-            continue
-        model, _, seconds = train_arm(name, ARMS[name], args, args.arm_images)
+    arms = [n for n in (args.arms or ARMS) if not results.get(n, {}).get("val")]
+    arm_images, probe_rate = args.arm_images, None
+    if args.deadline_s is not None and arms and not args.no_long:
+        arm_images, probe_rate = fit_arm_images(arms, args, t0)
+        arms = arms if arm_images > 0 else []
+    for name in arms:
+        model, _, seconds = train_arm(name, ARMS[name], args, arm_images)
         canvas = {**BASE, **ARMS[name]}["canvas"] // (4 if args.smoke else 1)
-        results[name] = {"recipe": {**BASE, **ARMS[name]}, "images": args.arm_images, "train_s": round(seconds, 1)}
+        results[name] = {"recipe": {**BASE, **ARMS[name]}, "images": arm_images, "train_s": round(seconds, 1)}
         save(results, results_file)
         file = args.out / f"score_{name}.json"
         scoring[name] = (subprocess.Popen(score_command(model, canvas, args, file)), file)
@@ -203,14 +233,14 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = winner(results, args.min_gain)
     changes = {k: v for k, v in recipe.items() if BASE[k] != v}
-    similar = [n for n, r in results.items() if r.get("train_s") and r["recipe"]["model"] == recipe["model"]
-               and r["recipe"]["canvas"] == recipe["canvas"]] or ["base"]
-    rate = results[similar[0]]["images"] / max(results[similar[0]].get("train_s") or 1e-9, 1e-9)
+    similar = [r for n, r in results.items() if r.get("train_s") and r["recipe"]["model"] == recipe["model"]
+               and r["recipe"]["canvas"] == recipe["canvas"]]
+    rate = similar[0]["images"] / similar[0]["train_s"] if similar else probe_rate
     stop_iters = None
-    if args.deadline_s is not None:
+    if args.deadline_s is not None and rate:
         left = args.deadline_s - (time.perf_counter() - t0) - 30  # export + packing
         stop_iters = max(1, int(0.9 * left * rate / args.batch))
-    print(f"long run: changes {changes or 'none'} over base, {args.long_images} images at ~{rate:.0f} images/s"
+    print(f"long run: changes {changes or 'none'} over base, {args.long_images} images at ~{rate or 0:.0f} images/s"
           + (f", stopping by iteration {stop_iters}" if stop_iters else ""), flush=True)
     model, run_dir, seconds = train_arm("long", changes, args, args.long_images, stop_at=stop_iters)
     results["long"] = {"recipe": recipe, "images": args.long_images, "train_s": round(seconds, 1),

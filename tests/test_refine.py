@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.test_predictor import _calibrate, _photo
 from tracenet.model import build_model, preset
 from tracenet.predictor import TapSegmenter
 from tracenet.refine import refine_mask
-from tests.test_predictor import _calibrate, _photo
 
 H, W = 120, 160
 SQUARE = (slice(30, 90), slice(40, 110))  # the object: rows 30-89, cols 40-109

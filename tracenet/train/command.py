@@ -18,7 +18,13 @@ import os
 import sys
 from pathlib import Path
 
-from tracenet.data.sources import DATA_PRESETS, DataSource, EvalOnlyDataError, preset_sources, source_from_folder
+from tracenet.data.sources import (
+    DATA_PRESETS,
+    DataSource,
+    EvalOnlyDataError,
+    preset_sources,
+    source_from_folder,
+)
 from tracenet.train.config import TRAIN_PRESETS, train_preset
 
 __all__ = ["add_arguments", "run"]
