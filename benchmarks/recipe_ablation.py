@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -52,9 +53,6 @@ def arm_config(changes: dict, args: argparse.Namespace, images: int):
     cfg = train_preset("cpu")
     cfg.model = recipe["model"]
     cfg.augment = dataclasses.replace(cfg.augment, lsj_size=recipe["canvas"], copy_paste_prob=recipe["copy_paste"])
-    weights = args.weights_dir / f"{recipe['model']}.safetensors" if args.weights_dir else None
-    if weights is not None and weights.is_file():
-        cfg.model_overrides = {**cfg.model_overrides, "backbone_weights": str(weights)}
     if args.smoke:  # seconds on a CPU: narrow heads, tiny canvas, no ImageNet weights
         cfg.model_overrides = {**cfg.model_overrides, "fpn_channels": 16, "head_convs": 1,
                                "pretrained_backbone": False, "backbone_weights": None}
@@ -177,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="holds coco-mini, coco-single")
     p.add_argument("--out", type=Path, required=True, help="run folders and ablation.json")
-    p.add_argument("--weights-dir", type=Path, help="ImageNet backbones lite{0,1,2}.safetensors (device pack)")
+    p.add_argument("--weights-dir", type=Path, help="ImageNet backbones lite{0,1,2}.safetensors (device pack): "
+                   "sets TRACENET_LITE_WEIGHTS")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--batch", type=int, default=8, help="global batch (lr scaled linearly from the preset's 8)")
     p.add_argument("--workers", type=int, help="data-loader workers (default: the trainer's rule)")
@@ -193,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score", type=Path, help=argparse.SUPPRESS)  # internal: score one model into --out
     p.add_argument("--side", type=int, default=384, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.weights_dir is not None:
+        os.environ["TRACENET_LITE_WEIGHTS"] = str(args.weights_dir.resolve())
     if args.score is not None:
         save(score(args.score, args.side, args.data_root, args.val_images), args.out)
         return 0
