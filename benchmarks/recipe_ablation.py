@@ -92,6 +92,18 @@ def train_arm(name: str, changes: dict, args: argparse.Namespace, images: int, s
     return export_model(result, model_file, fp16=True, meta={"ablation_arm": name}), out, seconds
 
 
+def backbone_available(model: str, args: argparse.Namespace) -> bool:
+    """Whether ``model``'s ImageNet weights can be found (package or ``TRACENET_LITE_WEIGHTS``)."""
+    if args.smoke:
+        return True
+    from tracenet.model.efficientnet_lite import lite_weights_path
+
+    try:
+        return lite_weights_path(model).is_file()
+    except RuntimeError:
+        return False
+
+
 def score_command(model: Path, canvas: int, args: argparse.Namespace, result_file: Path) -> list[str]:
     return [sys.executable, __file__, "--score", str(model), "--side", str(canvas), "--data-root",
             str(args.data_root), "--val-images", str(args.val_images), "--out", str(result_file)]
@@ -214,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                 save(results, results_file)
 
     arms = [n for n in (args.arms or ARMS) if not results.get(n, {}).get("val")]
+    missing = [n for n in arms if not backbone_available({**BASE, **ARMS[n]}["model"], args)]
+    if missing:
+        print(f"arms skipped, no ImageNet weights for their backbone here: {missing}", flush=True)
+        arms = [n for n in arms if n not in missing]
     arm_images, probe_rate = args.arm_images, None
     if args.deadline_s is not None and arms and not args.no_long:
         arm_images, probe_rate = fit_arm_images(arms, args, t0)

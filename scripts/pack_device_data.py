@@ -5,7 +5,7 @@ Writes into ``device_data/`` (git-ignored; the device job names it in ``carry``)
 
     device_data/coco-mini/{train.json, val.json, images/}   photos resized, JPEG re-encoded, annotations rescaled
     device_data/coco-single/{single.json, images/}
-    device_data/weights/lite{0,1,2}.safetensors            ImageNet backbones (classifier dropped), float16
+    device_data/weights/lite{0,1}.safetensors              ImageNet backbones (classifier dropped), float16
     device_data/wheels/pycocotools-*.whl                     for the machine's Python 3.12 (it has no pycocotools)
     device_data/manifest.json                                what was packed, at which size and quality
 
@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     p.add_argument("--out", type=Path, default=Path("device_data"))
     p.add_argument("--long-side", type=int, default=512, help="largest long side of the packed photos (512)")
-    p.add_argument("--variants", default="lite0,lite1,lite2", help="ImageNet backbones to pack")
+    p.add_argument("--variants", default="lite0,lite1",
+                   help="ImageNet backbones to pack (default lite0,lite1: lite2's 8 MiB more would push the photos "
+                   "below 512 px; add it with --long-side 448)")
     p.add_argument("--margin-mib", type=float, default=1.5, help="room left under the 64 MiB limit")
     p.add_argument("--no-wheels", action="store_true", help="do not download the pycocotools wheel")
     args = p.parse_args(argv)
