@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per variant (after one warm-up)")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--variants", nargs="*", choices=list(VARIANTS), help="only these (default all)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -80,12 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         sum(losses.values()).backward()
         return time.perf_counter() - start
 
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    names = args.variants or list(VARIANTS)
+    times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds + 1):
-        for name in VARIANTS:
+        for name in names:
             t = step(name)
             if r > 0:
                 times[name].append(t)
+                print(f"round {r} {name}: {t:.2f} s", flush=True)
     base = statistics.median(times["float32, NCHW"])
     print(f"batch {args.batch} at {tuple(batch.images.shape[-2:])} px, {args.threads} threads, "
           f"median of {args.rounds} interleaved rounds; loading + augmenting the batch: {data_s:.2f} s")
