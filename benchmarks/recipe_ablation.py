@@ -152,7 +152,7 @@ def fit_arm_images(arms: list[str], args: argparse.Namespace, t0: float) -> tupl
     before ``--deadline-s`` (0: no arm fits); a 40-iteration probe of ``base`` measures the speed (median
     seconds per iteration over the logging windows after the first)."""
     probe_dir = args.out / "probe"
-    train_arm("probe", {}, args, 40 * args.batch)
+    train_arm("probe", {}, args, (4 if args.smoke else 40) * args.batch)
     windows = [json.loads(ln) for ln in (probe_dir / "metrics.jsonl").read_text().splitlines()]
     per_iter = sorted(w["s_per_iter"] for w in windows[1:] if "s_per_iter" in w) or [windows[-1]["s_per_iter"]]
     rate = args.batch / per_iter[len(per_iter) // 2]
@@ -163,7 +163,7 @@ def fit_arm_images(arms: list[str], args: argparse.Namespace, t0: float) -> tupl
     images = min(args.arm_images, fit - fit % args.batch)
     print(f"probe: {rate:.0f} images/s; long run ~{long_s:.0f} s; {images} images per arm fit in the "
           f"{left:.0f} s left", flush=True)
-    if images < 20 * args.batch:
+    if images < (1 if args.smoke else 20) * args.batch:
         print("too slow for the arms before the long run: arms skipped (run them with --no-long)", flush=True)
         return 0, rate
     return images, rate
