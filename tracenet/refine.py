@@ -41,8 +41,8 @@ class RefineConfig:
     min_margin: int = 16
     radius: float = 1.0
     eps: float = 1e-3
-    iterations: int = 3
-    max_side: int = 320
+    iterations: int = 2
+    max_side: int = 256
 
 
 def _crop(mask: np.ndarray, cfg: RefineConfig) -> tuple[slice, slice] | None:
