@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 import tracenet
-from benchmarks.selection_latency import _photos, _taps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from selection_latency import _photos, _taps  # noqa: E402  (a sibling benchmark script)
 
 REFINERS = ("none", "guided", "grabcut")
 
