@@ -44,6 +44,9 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--selection", choices=["auto", "paper", "ranker"], default="auto",
                         help="candidate choice: paper = NMS top-1 (the paper's rule), ranker = the model's tap "
                         "ranker; auto (default) = the ranker when the checkpoint has one")
+    parser.add_argument("--refine", choices=["none", "guided", "grabcut"], default=None,
+                        help="snap the mask to the photo's edges: guided filter or GrabCut on a crop around it "
+                        "(default: none)")
     parser.add_argument("--json", action="store_true", help="print one JSON line per tap instead of text")
 
 
@@ -69,6 +72,8 @@ def run_segment(args: argparse.Namespace) -> int:
                          "--mask-region box and --fullnet are for --engine torch")
     if args.min_score is not None:
         kwargs["min_score"] = args.min_score
+    if args.refine is not None:
+        kwargs["refine"] = args.refine
     seg = tracenet.load(str(args.checkpoint) if args.checkpoint else None, engine=args.engine, **kwargs)
     seg.set_image(args.image)
     union = np.zeros(seg.image_hw, dtype=bool)

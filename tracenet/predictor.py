@@ -38,6 +38,7 @@ from tracenet.model.postprocess import (
     rank_candidates,
 )
 from tracenet.model.tap_ranker import TapRanker, candidate_features
+from tracenet.refine import RefineConfig
 from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
 from tracenet.tap.core import ConcurrentUseError, TapCore, TapOutputs, TapResult
 
@@ -69,12 +70,17 @@ class TapSegmenter(TapCore):
         channels_last: keep weights and the network input in channels-last memory (oneDNN's native layout on
             CPU: about a quarter less time for EfficientNet-Lite's depthwise layers). TraceNet and FullNet both
             run it, so they still agree; values equal the contiguous-memory run's up to float32 summation order.
+        refine: boundary refinement of the chosen mask (:mod:`tracenet.refine`): ``"none"``, ``"guided"``
+            (guided filter of the mask probabilities with the photo) or ``"grabcut"``; ``refine_cfg`` its
+            settings. Applied by the predictor core, so every engine refines alike; candidate choice and the
+            "covers the tap" test use the unrefined mask.
     """
 
     def __init__(self, model: TraceNetDense, cfg: TraceNetConfig, *, max_side: int = 1024, min_score: float = 0.05,
                  mask_region: str = "image", box_margin: int = 2, require_tap_inside: bool = True,
                  fuse_bn: bool = True, meta: dict[str, Any] | None = None, ranker: TapRanker | None = None,
-                 selection: str = "auto", channels_last: bool = True) -> None:
+                 selection: str = "auto", channels_last: bool = True, refine: str = "none",
+                 refine_cfg: RefineConfig | None = None) -> None:
         if mask_region not in ("image", "box"):
             raise ValueError(f"mask_region must be 'image' or 'box', got {mask_region!r}")
         if selection not in ("auto", "paper", "ranker"):
@@ -83,7 +89,7 @@ class TapSegmenter(TapCore):
             raise ValueError("selection='ranker' needs a tap ranker; this checkpoint has none (fit one with "
                              "`python -m tracenet.train.tap_ranker`, or use selection='paper')")
         super().__init__(max_side=max_side, min_score=min_score, require_tap_inside=require_tap_inside,
-                         class_names=cfg.names)
+                         class_names=cfg.names, refine=refine, refine_cfg=refine_cfg)
         self.ranker = ranker if selection != "paper" else None
         self.selection = "ranker" if self.ranker is not None else "paper"
         # inference only: BatchNorm folded into the preceding convolutions (a copy; TraceNet and FullNet both

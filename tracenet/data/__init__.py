@@ -8,18 +8,22 @@ Typical use::
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
 """
 
-from tracenet.data.annotations import InstanceIndex, detect_format, load_instances
+from tracenet.data.annotations import InstanceIndex, detect_format, load_instances, merge_indexes
 from tracenet.data.collate import Batch, collate
 from tracenet.data.copy_paste import copy_paste
 from tracenet.data.dataset import InstanceDataset, read_image
 from tracenet.data.masks import decode_segmentation, masks_to_boxes
 from tracenet.data.sampler import ResumableBatchSampler
+from tracenet.data.sources import DATA_PRESETS, DataSource, EvalOnlyDataError, load_sources, preset_sources
 from tracenet.data.transforms import AUGMENT_PRESETS, AugmentConfig, Sample
 
 __all__ = [
     "AUGMENT_PRESETS",
+    "DATA_PRESETS",
     "AugmentConfig",
     "Batch",
+    "DataSource",
+    "EvalOnlyDataError",
     "InstanceDataset",
     "InstanceIndex",
     "ResumableBatchSampler",
@@ -29,6 +33,9 @@ __all__ = [
     "decode_segmentation",
     "detect_format",
     "load_instances",
+    "load_sources",
+    "merge_indexes",
+    "preset_sources",
     "masks_to_boxes",
     "read_image",
 ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["AnnotationRecord", "ImageRecord", "InstanceIndex", "detect_format", "load_instances"]
+__all__ = ["AnnotationRecord", "ImageRecord", "InstanceIndex", "detect_format", "load_instances", "merge_indexes"]
 
 Format = Literal["auto", "coco", "lvis"]
 
@@ -38,11 +38,15 @@ class AnnotationRecord:
 
 @dataclass(frozen=True)
 class ImageRecord:
+    """One image. ``exhaustive`` False marks partial annotations (coco-single): only the listed objects are
+    annotated, so nothing else in the photo may be taught as background (see :mod:`tracenet.train.targets`)."""
+
     image_id: int
     path: Path
     height: int
     width: int
     annotations: tuple[AnnotationRecord, ...] = field(default_factory=tuple)
+    exhaustive: bool = True
 
     @property
     def num_instances(self) -> int:
@@ -59,6 +63,11 @@ class InstanceIndex:
     category_names: tuple[str, ...]
     class_agnostic: bool
     format: str  # "coco" or "lvis"
+
+    @property
+    def exhaustive(self) -> bool:
+        """True when every image is exhaustively annotated (False if any image has partial annotations)."""
+        return all(rec.exhaustive for rec in self.images)
 
     @property
     def num_classes(self) -> int:
@@ -135,6 +144,7 @@ def load_instances(
     format: Format = "auto",
     class_agnostic: bool = False,
     filter_empty: bool = True,
+    exhaustive: bool = True,
 ) -> InstanceIndex:
     """Read a COCO or LVIS instance JSON.
 
@@ -144,6 +154,8 @@ def load_instances(
         format: "coco", "lvis" or "auto" (see :func:`detect_format`).
         class_agnostic: map every category to class 0.
         filter_empty: drop images without a single non-crowd instance (training default, as detectron2).
+        exhaustive: False for a data set whose images list only some of their objects (coco-single): every
+            image gets ``exhaustive=False``, and training takes no background from them.
 
     Returns:
         An :class:`InstanceIndex`, images in increasing ``image_id`` order.
@@ -191,6 +203,7 @@ def load_instances(
             height=int(img["height"]),
             width=int(img["width"]),
             annotations=recs,
+            exhaustive=exhaustive,
         )
         if filter_empty and rec.num_instances == 0:
             continue
@@ -203,4 +216,30 @@ def load_instances(
         category_names=tuple(str(c["name"]) for c in cats),
         class_agnostic=class_agnostic,
         format=fmt,
+    )
+
+
+def merge_indexes(indexes: list[InstanceIndex]) -> InstanceIndex:
+    """One index over several data sources (training on coco-mini train + coco-single), images in the order
+    given, each keeping its own ``exhaustive`` flag. Classes are the union of the sources' categories (in
+    increasing id order); all sources must agree on ``class_agnostic``."""
+    if not indexes:
+        raise ValueError("merge_indexes needs at least one index")
+    if len({ix.class_agnostic for ix in indexes}) != 1:
+        raise ValueError("cannot merge class-agnostic and per-category indexes")
+    if len(indexes) == 1:
+        return indexes[0]
+    names: dict[int, str] = {}
+    for ix in indexes:
+        for cid, name in zip(ix.category_ids, ix.category_names, strict=True):
+            if names.setdefault(cid, name) != name:
+                raise ValueError(f"category id {cid} is {names[cid]!r} in one source and {name!r} in another")
+    ids = sorted(names)
+    formats = {ix.format for ix in indexes}
+    return InstanceIndex(
+        images=tuple(rec for ix in indexes for rec in ix.images),
+        category_ids=tuple(ids),
+        category_names=tuple(names[c] for c in ids),
+        class_agnostic=indexes[0].class_agnostic,
+        format=formats.pop() if len(formats) == 1 else "mixed",
     )

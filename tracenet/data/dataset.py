@@ -43,7 +43,8 @@ def sample_to_tensors(sample: Sample) -> tuple[torch.Tensor, dict[str, torch.Ten
 
     Target keys: ``boxes [N, 4]`` float32 (x0, y0, x1, y1) in pixel edges, tight around the masks;
     ``classes [N]`` int64; ``masks [N, H, W]`` bool; ``ignore [H, W]`` bool (crowd regions);
-    ``valid_size [2]`` int64 (h, w) of the real content at the top-left; ``image_id`` int64 scalar.
+    ``valid_size [2]`` int64 (h, w) of the real content at the top-left; ``image_id`` int64 scalar;
+    ``exhaustive`` bool scalar (False: partial annotations, see :mod:`tracenet.train.targets`).
     """
     target = {
         "boxes": torch.from_numpy(masks_to_boxes(sample.masks)),
@@ -52,6 +53,7 @@ def sample_to_tensors(sample: Sample) -> tuple[torch.Tensor, dict[str, torch.Ten
         "ignore": torch.from_numpy(np.ascontiguousarray(sample.ignore)),
         "valid_size": torch.tensor(sample.valid_hw, dtype=torch.int64),
         "image_id": torch.tensor(sample.image_id, dtype=torch.int64),
+        "exhaustive": torch.tensor(sample.exhaustive, dtype=torch.bool),
     }
     return torch.from_numpy(np.ascontiguousarray(sample.image)), target
 
@@ -81,12 +83,18 @@ class InstanceDataset(Dataset):
         format: str = "auto",
         class_agnostic: bool = False,
         filter_empty: bool = True,
+        exhaustive: bool = True,
         augment: AugmentConfig | None = None,
         seed: int = 0,
     ) -> InstanceDataset:
         """Shortcut for :func:`load_instances` + constructor."""
         index = load_instances(
-            ann_file, images_dir, format=format, class_agnostic=class_agnostic, filter_empty=filter_empty
+            ann_file,
+            images_dir,
+            format=format,
+            class_agnostic=class_agnostic,
+            filter_empty=filter_empty,
+            exhaustive=exhaustive,
         )
         return cls(index, augment=augment, seed=seed)
 
@@ -118,6 +126,7 @@ class InstanceDataset(Dataset):
             ignore=ignore,
             valid_hw=(h, w),
             image_id=rec.image_id,
+            exhaustive=rec.exhaustive,
         )
         return drop_small(sample, 1)
 

@@ -36,6 +36,7 @@ class Sample:
     image: ``[H, W, 3]`` uint8 RGB. masks: ``[N, H, W]`` bool. classes: ``[N]`` int64 contiguous class ids.
     ignore: ``[H, W]`` bool, crowd regions (never targets, excluded from the losses).
     valid_hw: ``(h, w)`` of the real image content at the top-left of ``image``; the rest is padding.
+    exhaustive: False when only some objects of the photo are annotated (no background may be learnt from it).
     """
 
     image: np.ndarray
@@ -44,6 +45,7 @@ class Sample:
     ignore: np.ndarray
     valid_hw: tuple[int, int]
     image_id: int = -1
+    exhaustive: bool = True
 
 
 @dataclass

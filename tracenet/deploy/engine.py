@@ -39,11 +39,12 @@ class OnnxTapSegmenter(TapCore):
         require_tap_inside: as for :class:`~tracenet.predictor.TapSegmenter`.
         selection: ``"auto"`` (the ranker when the export has one), ``"paper"`` or ``"ranker"``.
         threads: onnxruntime intra-op threads (``None``: its default, one per core).
+        refine, refine_cfg: boundary refinement of the chosen mask, as for the PyTorch engines (needs OpenCV).
     """
 
     def __init__(self, folder: str | Path | None = None, *, max_side: int | None = None,
                  min_score: float | None = None, require_tap_inside: bool = True, selection: str = "auto",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, refine: str = "none", refine_cfg: Any = None) -> None:
         ort = _onnxruntime()
         self.folder = Path(folder) if folder is not None else DEFAULT_EXPORT
         self.contract = read_contract(self.folder)
@@ -55,7 +56,8 @@ class OnnxTapSegmenter(TapCore):
         self.selection = "ranker" if sel["has_ranker"] and selection != "paper" else "paper"
         super().__init__(max_side=max_side if max_side is not None else self.contract["preprocess"]["max_side"],
                          min_score=min_score if min_score is not None else sel["min_score"],
-                         require_tap_inside=require_tap_inside, class_names=self.contract["class_names"])
+                         require_tap_inside=require_tap_inside, class_names=self.contract["class_names"],
+                         refine=refine, refine_cfg=refine_cfg)
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = int(threads)

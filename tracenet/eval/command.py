@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="which candidate a tap takes: paper = NMS top-1 of cls*ctr, ranker = the checkpoint's tap ranker, "
         "auto (default) = the ranker when the checkpoint has one",
     )
+    parser.add_argument(
+        "--refine",
+        choices=["none", "guided", "grabcut"],
+        default=None,
+        help="boundary refinement of TraceNet's masks (tracenet.refine; default: none)",
+    )
     parser.add_argument("--out", required=True, help="output folder for metrics.json, report.md, plots")
     parser.add_argument("--beta", type=float, default=0.7, help="IoU threshold of mTA (default 0.7)")
     parser.add_argument("--seed", type=int, default=0, help="tap sampling seed (default 0)")
@@ -149,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             benchmark = load_folder_benchmark(images, source)
         load_kwargs = {} if args.selection is None else {"selection": args.selection}
+        if args.refine is not None:
+            load_kwargs["refine"] = args.refine
         method = make_method(args.method, args.checkpoint, **load_kwargs)
         stride = resolve_stride(method, args.mta_stride)
         if stride is not None and stride > 1:

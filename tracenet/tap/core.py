@@ -109,10 +109,13 @@ class TapCore:
         require_tap_inside: fall back to the next candidate when the chosen mask does not reach the tap (any
             pixel of the tap's 8x8 P3 cell, so equal ``tap_key`` -> equal answer).
         class_names: names of the class ids.
+        refine: boundary refinement of the chosen mask (:mod:`tracenet.refine`: ``"none"``, ``"guided"``,
+            ``"grabcut"``), with settings ``refine_cfg``; candidate choice and the "covers the tap" test use the
+            unrefined mask.
     """
 
     def __init__(self, *, max_side: int, min_score: float, require_tap_inside: bool,
-                 class_names: Sequence[str]) -> None:
+                 class_names: Sequence[str], refine: str = "none", refine_cfg: Any = None) -> None:
         if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < MIN_MAX_SIDE:
             raise ValueError(f"max_side must be an int >= {MIN_MAX_SIDE} (pixels), got {max_side!r}")
         if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
@@ -121,6 +124,14 @@ class TapCore:
         self.min_score = float(min_score)
         self.require_tap_inside = require_tap_inside
         self.class_names = list(class_names)
+        if refine != "none":  # OpenCV is needed only to refine
+            from tracenet.refine import REFINERS, RefineConfig
+
+            if refine not in REFINERS:
+                raise ValueError(f"refine must be one of {REFINERS}, got {refine!r}")
+            refine_cfg = refine_cfg or RefineConfig()
+        self.refine = refine
+        self.refine_cfg = refine_cfg
         self._image: np.ndarray | None = None
         self._net_hw: tuple[int, int] = (0, 0)
         self._scale = 1.0
@@ -238,9 +249,10 @@ class TapCore:
         cell = self._cell_pixels(p3_cell)
         for k in order:
             probs, mask_macs = out.mask_probs(k)
-            mask = self._image_mask(probs)
+            photo_probs = self._photo_probs(probs)
+            mask = np.asarray(photo_probs > 0.5)
             if not self.require_tap_inside or mask[cell].any():
-                result = self._result(out.candidates[k], mask, mask_macs)
+                result = self._result(out.candidates[k], self._refined(photo_probs, mask), mask_macs)
                 if out.rank_scores is not None:
                     result.extras["ranker_score"] = float(out.rank_scores[k])
                 return result
@@ -271,11 +283,24 @@ class TapCore:
         x0, x1 = math.floor(col * s / self._scale), math.ceil((col + 1) * s / self._scale)
         return slice(max(0, y0), max(1, min(h, y1))), slice(max(0, x0), max(1, min(w, x1)))
 
-    def _image_mask(self, probs: Any) -> np.ndarray:
-        """``HxW bool`` mask at the photo's size from network-size probabilities."""
+    def _photo_probs(self, probs: Any) -> Any:
+        """Network-size mask probabilities ``[h, w]`` resized (bilinear) to the photo's ``[H, W]``."""
         if tuple(probs.shape) != tuple(self.image_hw):
             probs = self._resize_probs(probs, self.image_hw)
-        return np.asarray(probs > 0.5)
+        return probs
+
+    def _image_mask(self, probs: Any) -> np.ndarray:
+        """``HxW bool`` mask at the photo's size from network-size probabilities."""
+        return np.asarray(self._photo_probs(probs) > 0.5)
+
+    def _refined(self, photo_probs: Any, mask: np.ndarray) -> np.ndarray:
+        """The chosen candidate's photo-size ``mask`` after :attr:`refine` (from its photo-size probabilities)."""
+        if self.refine == "none":
+            return mask
+        from tracenet.refine import refine_mask
+
+        return refine_mask(self._image, np.asarray(photo_probs, dtype=np.float32), self.refine, self.refine_cfg,
+                           cell=STRIDES[0] / self._scale)
 
     def _box(self, cand: Any) -> tuple[float, float, float, float]:
         h, w = self.image_hw

@@ -3,6 +3,8 @@
 Examples::
 
     python -m tracenet.train --preset cpu --data ../shared/data/coco-mini --out runs/lite0-cpu
+    python -m tracenet.train --preset cpu --data-preset coco-mini+single --out runs/lite0-single  # + coco-single
+    python -m tracenet.train --preset cpu --data-preset coco-mini+single --device cuda --batch 32 --out runs/gpu
     python -m tracenet.train --resume runs/lite0-cpu --preset cpu --data ../shared/data/coco-mini --out runs/lite0-cpu
     torchrun --nproc_per_node 8 -m tracenet.train --preset paper \\
         --ann coco/annotations/instances_train2017.json --images coco/train2017 --out runs/r50-coco
@@ -16,6 +18,13 @@ import os
 import sys
 from pathlib import Path
 
+from tracenet.data.sources import (
+    DATA_PRESETS,
+    DataSource,
+    EvalOnlyDataError,
+    preset_sources,
+    source_from_folder,
+)
 from tracenet.train.config import TRAIN_PRESETS, train_preset
 
 __all__ = ["add_arguments", "run"]
@@ -31,6 +40,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ann", type=Path, help="COCO or LVIS instance JSON (overrides --data's train.json)")
     parser.add_argument("--images", type=Path, help="image folder (overrides --data's images/)")
+    parser.add_argument(
+        "--partial",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="add a folder with partial annotations (its JSON + images/; e.g. coco-single): its listed objects "
+        "train as positives, nothing in its photos as background. Repeatable",
+    )
+    parser.add_argument(
+        "--data-preset",
+        choices=sorted(DATA_PRESETS),
+        help="a named mix of the folders under --data-root: coco-mini (train.json) or coco-mini+single "
+        "(+ coco-single as partial annotations); replaces --data",
+    )
+    parser.add_argument(
+        "--data-root", type=Path, default=Path("../shared/data"), help="root of --data-preset (../shared/data)"
+    )
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--lvis", action="store_true", help="the JSON is LVIS (default: auto-detect)")
     fmt.add_argument("--coco", action="store_true", help="the JSON is COCO (default: auto-detect)")
@@ -43,7 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--iters", type=int, help="override the number of iterations (LR steps and warmup scale with it)"
     )
-    parser.add_argument("--batch", type=int, help="override the global batch size")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        help="global batch size; the preset's schedule is kept in images (linear rule: lr x k, iterations, LR "
+        "steps and warmup / k for k = batch / preset batch), unless --lr / --iters are given too",
+    )
     parser.add_argument("--lr", type=float, help="override the base learning rate")
     parser.add_argument(
         "--model", help="override the model preset (tracenet.model.PRESETS: lite0, r50, r101, ...)"
@@ -52,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backbone-weights",
         help="ImageNet backbone weights: a local .pth/.safetensors state dict or a torchvision weights name",
     )
+    parser.add_argument(
+        "--canvas", type=int, help="large-scale-jitter canvas in px (the cpu preset: 384); also the model's max_side"
+    )
+    parser.add_argument("--copy-paste", type=float, metavar="P", help="copy-paste probability (the cpu preset: 0.5)")
     parser.add_argument("--seed", type=int, help="override the seed (data order, augmentation, init)")
     parser.add_argument("--num-workers", type=int, help="data-loader worker processes per rank")
     parser.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints")
@@ -65,6 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fp16", action="store_true", help="store the exported final model in float16")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    parser.add_argument(
+        "--amp",
+        choices=["auto", "bf16", "off"],
+        help="autocast of the network (default auto: bf16 on CUDA, float32 on CPU; losses always float32)",
+    )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (CPU training)")
     parser.add_argument(
         "--eval-every", type=int, default=0, help="run the evaluation hook every N iterations"
@@ -78,20 +119,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    """``(annotation file, image folder)`` from ``--data`` / ``--ann`` / ``--images``; raises ``ValueError`` or
-    ``FileNotFoundError`` naming the missing input (the command line turns both into exit code 2)."""
-    ann, images = args.ann, args.images
-    if args.data is not None:
-        ann = ann or args.data / "train.json"
-        images = images or args.data / "images"
-    if ann is None or images is None:
-        raise ValueError("give --data DIR (with train.json and images/) or both --ann and --images")
-    if not ann.is_file():
-        raise FileNotFoundError(f"annotation file {ann} not found (give --data DIR with train.json, or --ann)")
-    if not images.is_dir():
-        raise FileNotFoundError(f"image folder {images} not found (give --data DIR with images/, or --images)")
-    return ann, images
+def _sources(args: argparse.Namespace) -> list[DataSource]:
+    """The training sources named by --data-preset / --data / --ann + --images / --partial; raises ``ValueError``
+    or ``FileNotFoundError`` naming the bad input (the command line turns both into exit code 2)."""
+    if args.data_preset is not None:
+        if args.data is not None or args.ann is not None:
+            raise ValueError("give --data-preset or --data / --ann, not both")
+        sources = preset_sources(args.data_preset, args.data_root)
+    else:
+        ann, images = args.ann, args.images
+        if args.data is not None:
+            ann = ann or args.data / "train.json"
+            images = images or args.data / "images"
+        if ann is None or images is None:
+            raise ValueError("give --data DIR (with train.json and images/), --data-preset NAME, or both --ann and "
+                             "--images")
+        sources = [DataSource(ann, images)]
+    try:
+        sources += [source_from_folder(folder, exhaustive=False) for folder in args.partial]
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"--partial: {err}") from err
+    for src in sources:
+        if not src.ann_file.is_file():
+            raise FileNotFoundError(f"annotation file {src.ann_file} not found (give --data DIR with train.json, "
+                                    "or --ann)")
+        if not src.images_dir.is_dir():
+            raise FileNotFoundError(f"image folder {src.images_dir} not found (give --data DIR with images/, or "
+                                    "--images)")
+    return sources
 
 
 def _eval_hook(args: argparse.Namespace):
@@ -105,7 +160,10 @@ def _eval_hook(args: argparse.Namespace):
             "tracenet train: --eval-every needs tracenet.eval.make_train_eval_hook(ann_file, images_dir), "
             f"which this installation does not have ({err})"
         ) from err
-    base = args.data if args.data is not None else (args.ann.parent if args.ann else Path("."))
+    if args.data_preset is not None:
+        base = args.data_root / "coco-mini"
+    else:
+        base = args.data if args.data is not None else (args.ann.parent if args.ann else Path("."))
     return make_train_eval_hook(base / "val.json", base / "images")
 
 
@@ -125,33 +183,40 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {
-        "max_iters": args.iters,
-        "batch_size": args.batch,
-        "lr": args.lr,
         "seed": args.seed,
         "num_workers": args.num_workers,
         "checkpoint_every": args.checkpoint_every,
         "class_agnostic": args.class_agnostic,
+        "amp": args.amp,
     }
     cfg = train_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
+    if args.batch is not None:
+        cfg = cfg.scaled_to_batch(args.batch)
+        if args.checkpoint_every is not None:
+            cfg.checkpoint_every = args.checkpoint_every
     if args.fp16:
         cfg.export_fp16 = True
+    if args.canvas is not None:
+        if cfg.augment.resize != "lsj":
+            raise ValueError(f"--canvas needs a preset with large-scale jitter, not {args.preset!r}")
+        cfg.augment.lsj_size = args.canvas
+    if args.copy_paste is not None:
+        cfg.augment.copy_paste_prob = args.copy_paste
     if args.model:
         cfg.model = args.model
     if args.backbone_weights:
         cfg.model_overrides = {**cfg.model_overrides, "backbone_weights": args.backbone_weights}
         cfg.model_overrides["pretrained_backbone"] = True
     if args.iters is not None:  # keep the schedule's shape: LR steps scale with the iteration count
-        base = TRAIN_PRESETS[args.preset]
-        cfg.steps = tuple(int(s * args.iters / base.max_iters) for s in base.steps)
-        cfg.warmup_iters = min(base.warmup_iters, args.iters // 10)
-    ann, images = _data_paths(args)
+        cfg = cfg.with_iters(args.iters)
+    if args.lr is not None:
+        cfg.lr = args.lr
+    sources = _sources(args)
     data_format = "lvis" if args.lvis else "coco" if args.coco else "auto"
     try:
         result = train(
             cfg,
-            ann_file=ann,
-            images_dir=images,
+            sources=sources,
             out_dir=args.out,
             data_format=data_format,
             resume=args.resume,
@@ -164,6 +229,9 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"tracenet train: {err}", file=sys.stderr)
         return 3
+    except EvalOnlyDataError as err:
+        print(f"tracenet train: {err}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"tracenet train: wrote {result}")
     return 0

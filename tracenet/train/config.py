@@ -48,8 +48,15 @@ class TrainConfig:
     checkpoint_every: int = 5000
     keep_checkpoints: int = 2  # periodic checkpoints kept on disk (the newest ones); 0 keeps all
     log_every: int = 20  # metrics.jsonl / progress-bar refresh period, in iterations
-    num_workers: int = 4
+    num_workers: int = 4  # data-loader worker processes per rank on CPU
+    num_workers_cuda: int | None = None  # on CUDA; None: the machine's cores less two, at most 16, per rank
+    channels_last: bool = True  # NHWC convolutions: 1.44x faster forward + backward of lite0 on CPU
+    amp: str = "auto"  # autocast: "auto" (bf16 on CUDA, off on CPU), "bf16" or "off"; losses stay float32
     export_fp16: bool = False  # store the exported final model in float16
+
+    def __post_init__(self) -> None:
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"TrainConfig.amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
 
     def model_config(self, num_classes: int, class_names: list[str] | None = None):
         """The :class:`tracenet.model.config.TraceNetConfig` of this run."""
@@ -60,6 +67,38 @@ class TrainConfig:
         if class_names is not None:
             overrides["class_names"] = list(class_names) if num_classes > 1 else None
         return preset(self.model, **overrides)
+
+    def scaled_to_batch(self, batch_size: int) -> TrainConfig:
+        """The same schedule in image presentations at another global batch (linear learning-rate rule,
+        Goyal et al. 2017): ``lr * k`` and ``max_iters``, ``steps``, ``warmup_iters``, ``checkpoint_every``,
+        ``log_every`` divided by ``k = batch_size / self.batch_size`` (rounded, at least 1)."""
+        if batch_size <= 0:
+            raise ValueError(f"batch size must be positive, got {batch_size}")
+        k = batch_size / self.batch_size
+
+        def iters(n: int) -> int:
+            return max(1, round(n / k))
+
+        return self.replace(
+            batch_size=int(batch_size),
+            lr=self.lr * k,
+            max_iters=iters(self.max_iters),
+            steps=tuple(iters(s) for s in self.steps),
+            warmup_iters=iters(self.warmup_iters) if self.warmup_iters else 0,
+            checkpoint_every=iters(self.checkpoint_every),
+            log_every=iters(self.log_every),
+        )
+
+    def with_iters(self, max_iters: int) -> TrainConfig:
+        """The same schedule shape over ``max_iters`` iterations: LR steps scale with the iteration count, the
+        warmup is kept but at most a tenth of the run (``tracenet train --iters``)."""
+        if max_iters <= 0:
+            raise ValueError(f"max_iters must be positive, got {max_iters}")
+        return self.replace(
+            max_iters=int(max_iters),
+            steps=tuple(int(s * max_iters / self.max_iters) for s in self.steps),
+            warmup_iters=min(self.warmup_iters, max_iters // 10),
+        )
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

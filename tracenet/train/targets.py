@@ -10,6 +10,15 @@ pixels, see docs/ARCHITECTURE.md) is assigned to at most one ground-truth instan
 3. among several candidates the one with the smallest box area wins (first one on exact ties).
 
 Locations outside an image's real (unpadded) content, and negatives inside crowd regions, are ignored.
+
+**Partial annotations** (an image whose target has ``exhaustive`` False, e.g. every coco-single photo): its
+listed objects are assigned exactly as above and train classification, box, centerness and mask as positives,
+but *every* location of it that is not assigned to a listed object is ``IGNORE`` -- the image contributes no
+negative (background) classification loss at all. An unlisted object may be anywhere in such a photo, so no
+location of it is known to be background; locations inside a listed object but outside its centre region or
+size range are ignored too (in an exhaustive image they are negatives), since they may belong to an unlisted
+object at another scale. Box, centerness and mask losses only use positives, so they need no change; the dice
+loss of a listed object still counts the pixels outside it as "not this object", which stays true.
 """
 
 from __future__ import annotations
@@ -36,6 +45,9 @@ class TargetConfig:
     center_sampling_radius: float = 1.5  # in strides; 0 disables centre sampling (whole box is positive)
     center_from_masks: bool = True  # centre region around the mask's centre of mass (CondInst) or box centre
     ignore_crowd: bool = True  # negatives inside crowd regions do not count in the classification loss
+    # images with exhaustive=False (partial annotations) give no negatives at all; turning this off treats
+    # them as exhaustive (only for ablations: unlisted objects then teach "background")
+    ignore_unlisted: bool = True
 
 
 @dataclass
@@ -107,7 +119,8 @@ def assign_targets(
         level_hw: ``(rows, cols)`` of each level's grid (the model's output shapes).
         image_sizes: ``[B, 2]`` int64 ``(h, w)`` of each image's real content (top-left of the padded batch).
         targets: per image ``boxes [N, 4]`` (x0, y0, x1, y1) px, ``classes [N]`` int64, optionally
-            ``masks [N, H, W]`` bool (for mask centres) and ``ignore [H, W]`` bool (crowd regions).
+            ``masks [N, H, W]`` bool (for mask centres), ``ignore [H, W]`` bool (crowd regions) and
+            ``exhaustive`` (bool scalar; False = partial annotations: all its non-positive locations ignored).
         cfg: assignment settings.
 
     Returns:
@@ -173,6 +186,8 @@ def assign_targets(
             r = ys.long().clamp(max=crowd.shape[0] - 1)
             col = xs.long().clamp(max=crowd.shape[1] - 1)
             lab[neg & crowd.to(device)[r, col]] = IGNORE
+        if cfg.ignore_unlisted and not bool(tgt.get("exhaustive", True)):
+            lab[neg] = IGNORE  # partial annotations: no location is known to be background
         labels.append(lab)
         regs.append(reg)
         gt_idx.append(idx)

@@ -134,15 +134,28 @@ class TraceNetTrainModel(nn.Module):
 
     ``forward(images [B, 3, H, W] uint8, image_sizes [B, 2], targets, generator=None) -> dict of losses``
     (see :func:`compute_losses`); images are normalised here.
+
+    ``channels_last``: the normalised batch is handed to the network in NHWC memory order (the network's
+    weights should be too: ``dense.to(memory_format=torch.channels_last)``). ``autocast``: run the network
+    under ``torch.autocast`` with this dtype (e.g. ``torch.bfloat16`` on CUDA); its outputs are cast back to
+    float32 before the targets and losses, which always run in float32.
     """
 
     def __init__(
-        self, dense: nn.Module, *, target_cfg: TargetConfig | None = None, loss_cfg: LossConfig | None = None
+        self,
+        dense: nn.Module,
+        *,
+        target_cfg: TargetConfig | None = None,
+        loss_cfg: LossConfig | None = None,
+        channels_last: bool = False,
+        autocast: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.dense = dense
         self.target_cfg = target_cfg or TargetConfig()
         self.loss_cfg = loss_cfg or LossConfig()
+        self.channels_last = channels_last
+        self.autocast = autocast
 
     def forward(
         self,
@@ -151,7 +164,15 @@ class TraceNetTrainModel(nn.Module):
         targets: list[dict[str, Tensor]],
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
-        outputs = self.dense(normalize(images))
+        x = normalize(images)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.autocast is None:
+            outputs = self.dense(x)
+        else:
+            with torch.autocast(x.device.type, dtype=self.autocast):
+                outputs = self.dense(x)
+            outputs = {k: v.float() for k, v in outputs.items()}
         return compute_losses(
             outputs,
             image_sizes,

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tracenet.data import Batch, InstanceDataset, ResumableBatchSampler, collate
+from tracenet.data import Batch, DataSource, InstanceDataset, ResumableBatchSampler, collate, load_sources
 from tracenet.model.config import TraceNetConfig
 from tracenet.model.dense import TraceNetDense, build_model
 from tracenet.train.checkpointing import (
@@ -52,6 +52,32 @@ EvalHook = Callable[[TraceNetDense, TraceNetConfig, int], "dict[str, float] | No
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the message names the step and the loss."""
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``TrainConfig.amp`` on ``device``: bf16 on CUDA for "auto" / "bf16" (no loss
+    scaling needed, unlike fp16), None (float32) on CPU for "auto" (bf16 autocast bought nothing there)."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    return torch.bfloat16
+
+
+def loader_workers(cfg: TrainConfig, info: DistInfo) -> int:
+    """Data-loader workers of this rank: ``cfg.num_workers`` on CPU; on CUDA ``cfg.num_workers_cuda`` or, when
+    None, the machine's cores less two (main process and slack), shared by the ranks, at most 16 each."""
+    if info.device.type != "cuda":
+        return cfg.num_workers
+    if cfg.num_workers_cuda is not None:
+        return cfg.num_workers_cuda
+    return max(1, min(16, ((os.cpu_count() or 4) - 2) // info.world_size))
+
+
+def _one_thread_worker(worker_id: int) -> None:
+    """Loader workers decode and augment one sample at a time: one thread each, so N workers use N cores."""
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -104,8 +130,14 @@ class _Run:
         self.model_cfg = cfg.model_config(dataset.num_classes, list(dataset.index.class_names))
         self.dense = build_model(self.model_cfg)
         freeze_early_backbone(self.dense, cfg.freeze_backbone_stride)
+        if cfg.channels_last:
+            self.dense.to(memory_format=torch.channels_last)
         self.train_model: nn.Module = TraceNetTrainModel(
-            self.dense, target_cfg=cfg.targets, loss_cfg=cfg.losses
+            self.dense,
+            target_cfg=cfg.targets,
+            loss_cfg=cfg.losses,
+            channels_last=cfg.channels_last,
+            autocast=autocast_dtype(cfg.amp, dist_info.device),
         ).to(dist_info.device)
         if dist_info.world_size > 1:
             ids = None
@@ -156,6 +188,7 @@ class _Run:
 
     def loader(self) -> tuple[DataLoader, ResumableBatchSampler]:
         per_rank = self.cfg.batch_size // self.dist.world_size
+        workers = loader_workers(self.cfg, self.dist)
         sampler = ResumableBatchSampler(
             len(self.dataset),
             per_rank,
@@ -168,10 +201,12 @@ class _Run:
             self.dataset,
             batch_sampler=sampler,
             collate_fn=collate,
-            num_workers=self.cfg.num_workers,
+            num_workers=workers,
             pin_memory=self.dist.device.type == "cuda",
             generator=torch.Generator(),  # keeps the loader from drawing from the global RNG
             persistent_workers=False,
+            worker_init_fn=_one_thread_worker,
+            prefetch_factor=4 if workers > 0 else None,
         )
         return loader, sampler
 
@@ -235,8 +270,9 @@ class _Run:
 def train(
     cfg: TrainConfig,
     *,
-    ann_file: str | os.PathLike,
-    images_dir: str | os.PathLike,
+    ann_file: str | os.PathLike | None = None,
+    images_dir: str | os.PathLike | None = None,
+    sources: list[DataSource] | None = None,
     out_dir: str | os.PathLike,
     data_format: str = "auto",
     resume: str | os.PathLike | None = None,
@@ -250,7 +286,10 @@ def train(
 
     Args:
         cfg: the run's :class:`TrainConfig`.
-        ann_file / images_dir / data_format: COCO or LVIS training data (see :func:`tracenet.data.load_instances`).
+        ann_file / images_dir / data_format: COCO or LVIS training data (see :func:`tracenet.data.load_instances`),
+            one exhaustively annotated source.
+        sources: instead, several sources mixed (:func:`tracenet.data.load_sources`), e.g. coco-mini train +
+            coco-single with partial annotations. Evaluation sets (val.json, coco-person) are refused.
         out_dir: run folder: ``checkpoints/``, ``last_checkpoint``, ``metrics.jsonl``, ``train_config.json``,
             and at the end ``model_final.safetensors`` (a plain tracenet checkpoint).
         resume: checkpoint folder or run folder to continue from (exact continuation).
@@ -262,15 +301,15 @@ def train(
         The exported final model path, or the last checkpoint folder when stopped early by ``stop_at``.
     """
     info = init_distributed(device)
+    if info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # LSJ batches all have one size: autotuned kernels pay off
     out = Path(out_dir)
-    dataset = InstanceDataset.from_files(
-        ann_file,
-        images_dir,
-        format=data_format,
-        class_agnostic=cfg.class_agnostic,
-        augment=cfg.augment,
-        seed=cfg.seed,
-    )
+    if sources is None:
+        if ann_file is None or images_dir is None:
+            raise ValueError("train() needs ann_file and images_dir, or sources")
+        sources = [DataSource(Path(ann_file), Path(images_dir))]
+    index = load_sources(sources, format=data_format, class_agnostic=cfg.class_agnostic)
+    dataset = InstanceDataset(index, augment=cfg.augment, seed=cfg.seed)
     run = _Run(cfg, dataset, out, info)
     if resume is not None:
         run.resume(resume)

@@ -1,0 +1,75 @@
+"""Boundary refinement: snaps a coarse mask to a photo's edge, changes nothing far from the mask, and gives the
+same mask on the traced path and FullNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.test_predictor import _calibrate, _photo
+from tracenet.model import build_model, preset
+from tracenet.predictor import TapSegmenter
+from tracenet.refine import refine_mask
+
+H, W = 120, 160
+SQUARE = (slice(30, 90), slice(40, 110))  # the object: rows 30-89, cols 40-109
+
+
+def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A dark-blue square on a textured beige background, its true mask, and coarse probabilities: the square
+    drawn on an 8-pixel grid, shifted by 7 px and blurred (what a stride-8 mask head upsampled looks like)."""
+    rng = np.random.default_rng(seed)
+    image = np.full((H, W, 3), (200, 190, 160), np.uint8)
+    image[SQUARE] = (30, 40, 120)
+    image = np.clip(image.astype(int) + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
+    truth = np.zeros((H, W), bool)
+    truth[SQUARE] = True
+    coarse = np.zeros((H // 8, W // 8), np.float32)
+    coarse[(30 + 7) // 8: (90 + 7) // 8, (40 + 7) // 8: (110 + 7) // 8] = 1.0
+    import cv2
+
+    probs = cv2.resize(coarse, (W, H), interpolation=cv2.INTER_LINEAR)
+    probs = cv2.GaussianBlur(probs, (0, 0), 6)
+    probs = probs / probs.max()
+    return image, truth, probs.astype(np.float32)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("method", ["guided", "grabcut"])
+def test_refinement_snaps_a_coarse_mask_to_the_edge(method):
+    image, truth, probs = _scene()
+    before = _iou(probs > 0.5, truth)
+    after = _iou(refine_mask(image, probs, method), truth)
+    assert before < 0.87 and after > before + 0.08, (before, after)
+
+
+def test_refinement_only_changes_the_crop_and_none_is_the_threshold():
+    image, _, probs = _scene()
+    assert np.array_equal(refine_mask(image, probs, "none"), probs > 0.5)
+    for method in ("guided", "grabcut"):  # pixels outside the crop around the mask keep their value
+        out = refine_mask(image, probs, method)
+        assert not out[:, :20].any() and not out[:, 140:].any() and not out[:12].any()
+    empty = np.zeros_like(probs)
+    assert not refine_mask(image, empty, "guided").any() and not refine_mask(image, empty, "grabcut").any()
+    with pytest.raises(ValueError, match="refine must be one of"):
+        refine_mask(image, probs, "sharpen")
+
+
+@pytest.mark.parametrize("method", ["guided", "grabcut"])
+def test_traced_and_fullnet_give_the_same_refined_mask(method):
+    cfg = preset("lite0")
+    seg = TapSegmenter(_calibrate(build_model(cfg), seed=3), cfg, min_score=0.0, require_tap_inside=False,
+                       refine=method)
+    plain = TapSegmenter(seg.model, cfg, min_score=0.0, require_tap_inside=False, fuse_bn=False)
+    h, w = 161, 227
+    seg.set_image(_photo(h, w))
+    plain.set_image(_photo(h, w))
+    changed = 0
+    for tap in [(w // 3, h // 2), (w // 2 + 7, h // 3), (5, 5), (w - 1, h - 1)]:
+        traced, full = seg.predict(tap), seg.predict(tap, use_rft=False)
+        assert np.array_equal(traced.mask, full.mask), f"tap {tap}: refined masks differ"
+        changed += int(not np.array_equal(traced.mask, plain.predict(tap).mask))
+    assert changed > 0  # the refinement did something on this photo
