@@ -10,10 +10,11 @@ from tracenet.model import build_model, preset
 from tracenet.predictor import TapSegmenter
 
 
-def _calibrate(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+def _calibrate(model: torch.nn.Module, seed: int, controller_bias: float = 0.5) -> torch.nn.Module:
     """Random head weights with non-trivial BatchNorm statistics, so candidates and masks differ per tap. The
-    controller gets random biases too: with zero biases (its init) the dynamic head's last bias is ~0 and a
-    randomly initialised r50 gives masks covering the whole image at every tap, which would compare trivially."""
+    controller gets random biases too (std ``controller_bias``): with zero biases (its init) the dynamic head's
+    last bias is ~0 and a randomly initialised r50 gives masks covering the whole image at every tap, which would
+    compare trivially; lite0 with zero biases gives large partial masks (what the ONNX and refinement tests use)."""
     torch.manual_seed(seed)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -23,7 +24,7 @@ def _calibrate(model: torch.nn.Module, seed: int) -> torch.nn.Module:
         if isinstance(m, torch.nn.Conv2d) and m.out_channels in (1, 4, 169):
             torch.nn.init.normal_(m.weight, std=0.05)
         if isinstance(m, torch.nn.Conv2d) and m.out_channels == 169:
-            torch.nn.init.normal_(m.bias, std=0.5)
+            torch.nn.init.normal_(m.bias, std=controller_bias)
     return model.eval()
 
 

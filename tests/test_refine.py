@@ -63,10 +63,7 @@ def test_refinement_only_changes_the_crop_and_none_is_the_threshold():
 def test_traced_and_fullnet_give_the_same_refined_mask(method):
     cfg = preset("lite0")
     torch.manual_seed(3)  # build_model's random layers: masks independent of test order
-    model = _calibrate(build_model(cfg), seed=3)
-    for m in model.modules():  # zero controller biases: large masks with a boundary to refine on this photo
-        if isinstance(m, torch.nn.Conv2d) and m.out_channels == 169:
-            torch.nn.init.zeros_(m.bias)
+    model = _calibrate(build_model(cfg), seed=3, controller_bias=0.0)  # large masks with a boundary to refine
     seg = TapSegmenter(model, cfg, min_score=0.0, require_tap_inside=False, refine=method)
     plain = TapSegmenter(seg.model, cfg, min_score=0.0, require_tap_inside=False, fuse_bn=False)
     h, w = 161, 227
