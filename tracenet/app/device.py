@@ -28,6 +28,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 
+from tracenet.app.guard import add_missing_headers
 from tracenet.app.security import CSP
 from tracenet.deploy.contract import DECODER_FILE, ENCODER_FILE, MODEL_FILE, ContractError, read_contract
 
@@ -57,7 +58,8 @@ class IsolationHeaders:
 
     def __init__(self, app: Any, *, csp: str | None = DEVICE_CSP) -> None:
         self.app = app
-        self.csp = csp
+        extra = {**ISOLATION_HEADERS, **({"Content-Security-Policy": csp} if csp else {})}
+        self.headers = [(name.lower().encode(), value.encode()) for name, value in extra.items()]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -65,17 +67,7 @@ class IsolationHeaders:
             return
 
         async def send_with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers") or [])
-                present = {k.lower() for k, _ in headers}
-                extra = dict(ISOLATION_HEADERS)
-                if self.csp:
-                    extra["Content-Security-Policy"] = self.csp
-                for name, value in extra.items():
-                    if name.lower().encode() not in present:
-                        headers.append((name.lower().encode(), value.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
+            await send(add_missing_headers(message, self.headers))
 
         await self.app(scope, receive, send_with_headers)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-__all__ = ["BodyTooLarge", "GuardMiddleware", "send_json"]
+__all__ = ["BodyTooLarge", "GuardMiddleware", "add_missing_headers", "send_json"]
 
 log = logging.getLogger("tracenet.app")
 
@@ -35,6 +35,16 @@ class BodyTimeout(HTTPException):
 
 def _mb(n: int) -> str:
     return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} kB"
+
+
+def add_missing_headers(message: Any, extra: list[tuple[bytes, bytes]]) -> Any:
+    """An ASGI ``http.response.start`` message with the ``extra`` headers (lower-case byte names) appended,
+    except those it already sets; other messages unchanged."""
+    if message["type"] != "http.response.start":
+        return message
+    headers = list(message.get("headers") or [])
+    present = {k.lower() for k, _ in headers}
+    return {**message, "headers": headers + [(k, v) for k, v in extra if k not in present]}
 
 
 async def send_json(send: Any, status: int, detail: str) -> None:

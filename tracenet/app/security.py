@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from tracenet.app.guard import send_json
+from tracenet.app.guard import add_missing_headers, send_json
 
 __all__ = ["LOOPBACK_HOSTS", "SECURITY_HEADERS", "SecurityMiddleware", "host_name"]
 
@@ -73,12 +73,7 @@ class SecurityMiddleware:
             return
 
         async def with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message = dict(message)
-                headers = list(message.get("headers") or [])
-                present = {k.lower() for k, _ in headers}
-                message["headers"] = headers + [(k, v) for k, v in SECURITY_HEADERS if k not in present]
-            await send(message)
+            await send(add_missing_headers(message, SECURITY_HEADERS))
 
         refusal = self._refusal(scope)
         if refusal is not None:
