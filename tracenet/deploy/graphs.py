@@ -20,8 +20,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from tracenet.model.dense import TraceNetDense
-from tracenet.model.dynamic_head import dynamic_mask_logits, upsample_mask_probs
-from tracenet.model.geometry import LEVELS, STRIDES
+from tracenet.deploy.mask_stats import cell_pixel_weights, mask_area_and_cover
+from tracenet.model.dynamic_head import LAYER_SHAPES, split_dynamic_params
+from tracenet.model.geometry import LEVELS, SIZES_OF_INTEREST, STRIDES
 from tracenet.model.heads import TraceNetHead
 from tracenet.model.postprocess import NMS_IOU
 from tracenet.model.tap_ranker import TapRanker, candidate_features, mlp_scores
@@ -108,9 +109,11 @@ class TapDecoder(nn.Module):
         super().__init__()
         self.head = head
         self.num_classes = num_classes
+        self.channels = channels
         self.windows = [head_window(head, channels, i) for i in range(len(LEVELS))]
         self.window = max(self.windows)
         self.ranker = ranker
+        self.register_buffer("cell_weights", cell_pixel_weights(), persistent=False)
         reach = self._reach()
         if 2 * reach + 1 > self.window:
             raise ExportError(f"the tracer's window {self.window} is smaller than the heads' reach {2 * reach + 1}")
@@ -125,32 +128,31 @@ class TapDecoder(nn.Module):
         return max(reach.values()) + tail
 
     # -------------------------------------------------------------------------------------------------- heads
-    def _windows(self, levels: list[Tensor], cells: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``[5, ch, K, K]`` windows centred on the cells (clamped reads), and ``[5, K]`` row / column masks
-        (1 inside the level's map, 0 where the full run would pad)."""
+    def _windows(self, levels: list[Tensor], cells: Tensor) -> tuple[Tensor, Tensor]:
+        """``[5, ch, K, K]`` windows centred on the cells (clamped reads), and ``[5, 1, K, K]`` 1 where the window
+        lies inside the level's map, 0 where the full run would pad."""
         k, half = self.window, self.window // 2
         offsets = torch.arange(k, dtype=torch.int64) - half
-        crops, row_ok, col_ok = [], [], []
-        for j, feat in enumerate(levels):
-            h, w = feat.shape[-2], feat.shape[-1]
-            rows, cols = cells[j, 0] + offsets, cells[j, 1] + offsets
-            row_ok.append(((rows >= 0) & (rows < h)).float())
-            col_ok.append(((cols >= 0) & (cols < w)).float())
-            rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
-            crops.append(feat[0].index_select(1, rows).index_select(2, cols))
-        return torch.stack(crops), torch.stack(row_ok), torch.stack(col_ok)
+        sizes = torch.stack([torch._shape_as_tensor(feat)[-2:] for feat in levels])  # [5, 2], traced as Shape ops
+        index = cells[:, :, None] + offsets  # [5, 2, K]: (rows, cols) the window reads on each level
+        inside = (index >= 0) & (index < sizes[:, :, None])
+        index = torch.minimum(index.clamp(min=0), sizes[:, :, None] - 1)
+        flat = (index[:, 0, :, None] * sizes[:, 1, None, None] + index[:, 1, None, :]).reshape(len(levels), k * k)
+        # one gather of K x K cells per level; never copies the whole map
+        crops = [feat.reshape(1, self.channels, -1).index_select(2, flat[j]) for j, feat in enumerate(levels)]
+        windows = torch.cat(crops).reshape(len(levels), self.channels, k, k)
+        return windows, (inside[:, 0, :, None] & inside[:, 1, None, :])[:, None].float()
 
-    def _tower(self, layers: nn.Module, x: Tensor, row_ok: Tensor, col_ok: Tensor, inset: int) -> tuple[Tensor, int]:
+    def _tower(self, layers: nn.Module, x: Tensor, inside: Tensor, inset: int) -> tuple[Tensor, int]:
         """Run ``layers`` on windows ``x`` (inset ``inset`` cells from the full window) without padding, zeroing
-        out-of-map cells before each convolution."""
+        out-of-map cells before each convolution. (One ``[5, 1, k, k]`` mask rather than row x column masks:
+        onnxruntime keeps the convolutions in its blocked layout across a same-rank multiply.)"""
         k = self.window
         for m in layers.modules() if isinstance(layers, nn.Sequential) else [layers]:
             if isinstance(m, nn.Sequential):
                 continue
             if isinstance(m, nn.Conv2d):
-                r = row_ok[:, inset:k - inset]
-                c = col_ok[:, inset:k - inset]
-                x = x * r[:, None, :, None] * c[:, None, None, :]
+                x = x * inside[:, :, inset:k - inset, inset:k - inset]
                 x = F.conv2d(x, m.weight, m.bias, 1, 0, m.dilation, m.groups)
                 inset += m.padding[0]
             else:
@@ -159,14 +161,14 @@ class TapDecoder(nn.Module):
 
     def _heads(self, levels: list[Tensor], cells: Tensor) -> dict[str, Tensor]:
         """``{"cls": [C, 5], "box": [4, 5], "ctr": [1, 5], "ctrl": [169, 5]}`` at the tap's cells."""
-        x, row_ok, col_ok = self._windows(levels, cells)
+        x, inside = self._windows(levels, cells)
         head = self.head
-        cls_feat, cls_in = self._tower(head.cls_tower, x, row_ok, col_ok, 0)
-        box_feat, box_in = self._tower(head.box_tower, x, row_ok, col_ok, 0)
-        outs = {"cls": self._tower(head.cls_logits, cls_feat, row_ok, col_ok, cls_in),
-                "box": self._tower(head.bbox_pred, box_feat, row_ok, col_ok, box_in),
-                "ctr": self._tower(head.ctrness, box_feat, row_ok, col_ok, box_in),
-                "ctrl": self._tower(head.controller, box_feat, row_ok, col_ok, box_in)}
+        cls_feat, cls_in = self._tower(head.cls_tower, x, inside, 0)
+        box_feat, box_in = self._tower(head.box_tower, x, inside, 0)
+        outs = {"cls": self._tower(head.cls_logits, cls_feat, inside, cls_in),
+                "box": self._tower(head.bbox_pred, box_feat, inside, box_in),
+                "ctr": self._tower(head.ctrness, box_feat, inside, box_in),
+                "ctrl": self._tower(head.controller, box_feat, inside, box_in)}
         centre = {}
         for kind, (t, inset) in outs.items():
             mid = (self.window - 2 * inset - 1) // 2
@@ -190,38 +192,28 @@ class TapDecoder(nn.Module):
         boxes = torch.stack([xs - left, ys - top, xs + right, ys + bottom], dim=1).repeat(n_cls, 1)  # [K, 4]
         level_index = torch.arange(n_lvl, dtype=torch.int64).repeat(n_cls)
         class_ids = torch.arange(n_cls, dtype=torch.int64).repeat_interleave(n_lvl)
-        locs = torch.stack([xs, ys], dim=1).repeat(n_cls, 1)
-        params = g["ctrl"].t().repeat(n_cls, 1)  # [K, 169]
-        mask_logits = dynamic_mask_logits(mask_feats, params, torch.zeros_like(level_index), locs, level_index)
+        # one mask per level (every class of a level shares the location and its controller output)
+        level_masks = level_mask_logits(mask_feats, g["ctrl"].t(), torch.stack([xs, ys], dim=1))  # [5, H_3, W_3]
+        mask_logits = level_masks.repeat(n_cls, 1, 1)  # [K, H_3, W_3]
         order, keep = _greedy_nms(scores, boxes)
         outputs = [scores, boxes, class_ids, level_index + LEVELS[0], order, keep]
         chosen = order[0]
         if self.ranker is not None:
-            ranks = self._rank(scores, cls_p.reshape(-1), ctr_p.repeat(n_cls), boxes, mask_logits, cells, net_hw,
+            ranks = self._rank(scores, cls_p.reshape(-1), ctr_p.repeat(n_cls), boxes, level_masks, cells, net_hw,
                                min_score)
             outputs.append(ranks)
             chosen = ranks.argmax()
         return (*outputs, mask_logits, chosen, mask_logits[chosen])
 
-    def _rank(self, scores: Tensor, cls_probs: Tensor, ctr_probs: Tensor, boxes: Tensor, mask_logits: Tensor,
+    def _rank(self, scores: Tensor, cls_probs: Tensor, ctr_probs: Tensor, boxes: Tensor, level_masks: Tensor,
               cells: Tensor, net_hw: Tensor, min_score: Tensor) -> Tensor:
         """The tap ranker's score per candidate (``-inf`` below ``min_score``), from the same features as
-        :meth:`tracenet.predictor.TapSegmenter.candidate_features`."""
-        # masks at network size only for the candidates the ranker chooses among (the full-resolution
-        # upsampling is most of the decoder's work); the others keep area 0 / covers 0 and rank -inf
+        :meth:`tracenet.predictor.TapSegmenter.candidate_features`; ``level_masks [5, H_3, W_3]`` are the mask
+        logits of each level's candidates."""
         eligible = scores >= min_score
-        picked = torch.nonzero(eligible).reshape(-1)  # [E]
-        grid_h, grid_w = mask_logits.shape[-2], mask_logits.shape[-1]
-        probs = upsample_mask_probs_dynamic(mask_logits.index_select(0, picked), grid_h, grid_w)  # [E, 8H_3, 8W_3]
-        inside = ((torch.arange(grid_h * 8) < net_hw[0])[:, None] & (torch.arange(grid_w * 8) < net_hw[1])[None, :])
-        masks = (probs > 0.5) & inside[None]  # the top-left H x W of the grid's pixels
-        s = STRIDES[0]
-        cell = torch.arange(s, dtype=torch.int64)
-        cell_rows = (cells[0, 0] * s + cell).clamp(max=net_hw[0] - 1)
-        cell_cols = (cells[0, 1] * s + cell).clamp(max=net_hw[1] - 1)
-        covers_e = masks.index_select(1, cell_rows).index_select(2, cell_cols).flatten(1).any(dim=1)
-        areas = torch.zeros_like(scores).scatter(0, picked, masks.flatten(1).sum(1).float())
-        covers = torch.zeros_like(eligible).scatter(0, picked, covers_e)
+        wanted = eligible.reshape(self.num_classes, len(LEVELS)).any(dim=0)  # [5]: levels with an eligible class
+        areas, covers = mask_area_and_cover(level_masks, net_hw, cells[0], self.cell_weights, wanted)
+        areas, covers = areas.repeat(self.num_classes), covers.repeat(self.num_classes)
         feats = candidate_features(scores=scores, cls_probs=cls_probs, ctr_probs=ctr_probs, boxes=boxes,
                                    levels=list(LEVELS) * self.num_classes, mask_areas=areas, covers=covers,
                                    eligible=eligible)
@@ -230,9 +222,27 @@ class TapDecoder(nn.Module):
         return torch.where(eligible, ranks, torch.full_like(ranks, -torch.inf))
 
 
-def upsample_mask_probs_dynamic(logits: Tensor, grid_h: int, grid_w: int) -> Tensor:
-    """:func:`tracenet.model.upsample_mask_probs` without the final crop (the grid's ``8 * H_3 x 8 * W_3``)."""
-    return upsample_mask_probs(logits, (grid_h * 8, grid_w * 8))
+def level_mask_logits(mask_feats: Tensor, params: Tensor, locations_xy: Tensor) -> Tensor:
+    """:func:`tracenet.model.dynamic_mask_logits` for one candidate per level (``params [5, 169]``, ``locations_xy
+    [5, 2]`` in network pixels, level ``3 + n`` for row ``n``) on ``mask_feats [1, 8, H_3, W_3]``, as matrix
+    products for onnxruntime. The relative coordinate ``(x_n - x_px) / soi_n`` is split into a per-candidate
+    constant, folded into layer 1's bias, and ``x_px`` times a per-candidate weight, so all five candidates share
+    one ``[10, H_3 * W_3]`` input (equal up to float32 summation order). Returns ``[5, H_3, W_3]``."""
+    n, rows, cols = params.shape[0], mask_feats.shape[-2], mask_feats.shape[-1]
+    weights, biases = split_dynamic_params(params)
+    w1 = weights[0].reshape(n, LAYER_SHAPES[0][1], LAYER_SHAPES[0][0])  # [5, 8, 10]: 8 features, then x, y
+    soi = torch.tensor(SIZES_OF_INTEREST[:n], dtype=torch.float32)[:, None, None]  # [5, 1, 1]
+    s = STRIDES[0]
+    px = (torch.arange(cols, dtype=torch.float32) * s + s // 2)[None, :].expand(rows, cols).reshape(1, -1)
+    py = (torch.arange(rows, dtype=torch.float32) * s + s // 2)[:, None].expand(rows, cols).reshape(1, -1)
+    inputs = torch.cat([mask_feats.reshape(mask_feats.shape[1], rows * cols), px, py])  # [10, HW]
+    w_xy = w1[:, :, -2:] / soi  # [5, 8, 2]
+    w1 = torch.cat([w1[:, :, :-2], -w_xy], dim=2)
+    b1 = biases[0].reshape(n, -1) + (w_xy * locations_xy[:, None, :]).sum(dim=2)  # [5, 8]
+    x = torch.relu(w1 @ inputs + b1[:, :, None])  # [5, 8, HW]
+    x = torch.relu(weights[1].reshape(n, LAYER_SHAPES[1][1], LAYER_SHAPES[1][0]) @ x + biases[1].reshape(n, -1, 1))
+    x = weights[2].reshape(n, 1, LAYER_SHAPES[2][0]) @ x + biases[2].reshape(n, 1, 1)
+    return x.reshape(n, rows, cols)
 
 
 def _greedy_nms(scores: Tensor, boxes: Tensor, iou_threshold: float = NMS_IOU) -> tuple[Tensor, Tensor]:
@@ -249,7 +259,10 @@ def _greedy_nms(scores: Tensor, boxes: Tensor, iou_threshold: float = NMS_IOU) -
     iou = inter / (area[:, None] + area[None, :] - inter)
     k = scores.shape[0]
     later = torch.arange(k)[None, :] > torch.arange(k)[:, None]
+    suppresses = (later & (iou > iou_threshold)).float()  # [K, K]: i (if kept) suppresses j
     keep = torch.ones(k, dtype=torch.bool)
-    for i in range(k):
-        keep = keep & ~(keep[i] & later[i] & (iou[i] > iou_threshold))
+    # greedy NMS as a fixed point: position i depends only on positions before it, so after i passes it is
+    # final; K - 1 passes settle all K (one vectorised step each instead of a loop over pairs)
+    for _ in range(k - 1):
+        keep = (keep.float() @ suppresses) == 0
     return order, keep
