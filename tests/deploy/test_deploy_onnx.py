@@ -113,7 +113,8 @@ def test_r50_heads_windowed_equal_full_heads_at_corners() -> None:
         full = model.head(levels)
         for xy in [(0, 0), (100, 68), (100, 0), (0, 68), (50, 30)]:
             cells = align_tap(xy, hw)
-            got = decoder._heads(levels, torch.tensor(cells))
+            padded = [torch.nn.functional.pad(lvl, (decoder.window // 2,) * 4) for lvl in levels]  # as the encoder
+            got = decoder._heads(padded, torch.tensor(cells))
             for kind in ("cls", "box", "ctr", "ctrl"):
                 want = torch.stack([full[kind][j][0, :, r, c] for j, (r, c) in enumerate(cells)], dim=1)
                 torch.testing.assert_close(got[kind], want, atol=1e-5, rtol=1e-5)
@@ -175,3 +176,33 @@ def test_onnx_engine_runs_without_torch() -> None:
         assert (found, level) == (ref.found, ref.level)
         assert score == pytest.approx(ref.score, abs=1e-4)
         assert abs(pixels - int(ref.mask.sum())) <= 0.005 * max(1, int(ref.mask.sum()))
+
+
+def test_r50_config_exports_and_answers_like_pytorch(tmp_path) -> None:
+    """An r50-config model (ResNet-50 backbone, 4-conv towers, narrow 32-channel FPN) exported end to end: its
+    head windows come from the tracer's plan for that config, and onnxruntime gives PyTorch's answers on an
+    odd-sized photo at the corners and inside."""
+    from tracenet.deploy.export import export_onnx
+    from tracenet.model import save_checkpoint
+
+    cfg = preset("r50", fpn_channels=32, mask_branch_channels=16, pretrained_backbone=False)
+    torch.manual_seed(6)
+    model = _calibrate(build_model(cfg), seed=6)  # partial masks at these taps (seed 7 covers the whole photo)
+    ckpt = tmp_path / "r50.safetensors"
+    save_checkpoint(ckpt, model, cfg, extra_meta={"max_side": 200})
+    contract = export_onnx(ckpt, tmp_path / "r50-onnx")
+    assert contract["geometry"]["head_windows"] == [11] * 5 and contract["config"]["backbone"] == "resnet50"
+    torch_seg = TapSegmenter.from_checkpoint(ckpt, min_score=0.0)
+    onnx_seg = OnnxTapSegmenter(tmp_path / "r50-onnx", min_score=0.0, threads=2)
+    hw = (133, 189)
+    photo = _photo(*hw, seed=11)
+    torch_seg.set_image(photo)
+    onnx_seg.set_image(photo)
+    partial = 0
+    for xy in _taps(*hw):
+        a, b = torch_seg.predict(xy), onnx_seg.predict(xy)
+        assert (a.found, a.level, a.class_id) == (b.found, b.level, b.class_id), xy
+        assert b.score == pytest.approx(a.score, abs=1e-4)
+        assert _iou(a.mask, b.mask) >= 0.995, xy
+        partial += bool(0 < a.mask.mean() < 0.95)
+    assert partial >= 2  # the comparison covered masks that are neither empty nor the whole photo

@@ -17,7 +17,7 @@ from tracenet.tap.geometry import LEVELS, SIZES_OF_INTEREST, STRIDES
 from tracenet.tap.masks import IMAGENET_MEAN, IMAGENET_STD, MASK_STRIDE
 
 FORMAT = "tracenet-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: encoder levels carry the decoder's zero padding
 ENCODER_FILE, DECODER_FILE, MODEL_FILE = "encoder.onnx", "decoder.onnx", "model.json"
 NMS_IOU = 0.6
 DEFAULT_MIN_SCORE = 0.05
@@ -77,6 +77,10 @@ def build_contract(*, cfg: Any, meta: dict[str, Any], checkpoint_sha256: str, ch
             "tap_alignment": "tap (x, y) in network pixels (photo pixels * scale) -> per level (row, col) = "
                              "(min(floor(y) // s, rows - 1), min(floor(x) // s, cols - 1)); decoder input 'cells'",
             "head_windows": list(head_windows),
+            "level_padding": max(head_windows) // 2,
+            "encoder_levels": "encoder outputs p3..p7 are the level maps with level_padding zero cells on every "
+                              "side: [1, ch, ceil(H / s) + 2 * pad, ceil(W / s) + 2 * pad]; cell (row, col) of the "
+                              "map is at (row + pad, col + pad)",
         },
         "selection": {
             "default": "ranker" if has_ranker else "paper",

@@ -46,8 +46,8 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, max_side: int | 
         raise ValueError(f"{out_dir}: exists and is not a folder")
     model, cfg, meta = load_checkpoint(checkpoint)
     ranker = TapRanker.from_dict(meta["tap_ranker"]) if "tap_ranker" in meta else None
-    encoder = TapEncoder(model).eval()
     decoder = TapDecoder(model.head, channels=cfg.fpn_channels, num_classes=cfg.num_classes, ranker=ranker).eval()
+    encoder = TapEncoder(model, pad=decoder.window // 2).eval()
     image = normalize(torch.from_numpy(_sample_image(SAMPLE_HW)).permute(2, 0, 1)[None])
     with torch.no_grad():
         feats = encoder(image)

@@ -38,16 +38,20 @@ class ExportError(ValueError):
 
 class TapEncoder(nn.Module):
     """``image [1, 3, H, W]`` (normalised) -> ``(p3, p4, p5, p6, p7, mask_feats)``; ``p_l`` is
-    ``[1, ch, ceil(H / 2**l), ceil(W / 2**l)]``, ``mask_feats`` ``[1, 8, ceil(H / 8), ceil(W / 8)]``."""
+    ``[1, ch, ceil(H / 2**l) + 2 * pad, ceil(W / 2**l) + 2 * pad]``: the level map with ``pad`` zero cells on
+    every side (``pad`` = half the decoder's window, so the decoder cuts its windows as plain slices, and the
+    zeros are the ones the full run pads with); ``mask_feats`` ``[1, 8, ceil(H / 8), ceil(W / 8)]``."""
 
-    def __init__(self, model: TraceNetDense) -> None:
+    def __init__(self, model: TraceNetDense, pad: int) -> None:
         super().__init__()
         self.backbone, self.fpn, self.mask_branch = model.backbone, model.fpn, model.mask_branch
+        self.pad = int(pad)
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         c3, c4, c5 = self.backbone(image)
         levels = list(self.fpn(OrderedDict([("p3", c3), ("p4", c4), ("p5", c5)])).values())
-        return (*levels, self.mask_branch(levels[0]))
+        padded = [F.pad(level, (self.pad,) * 4) for level in levels]
+        return (*padded, self.mask_branch(levels[0]))
 
 
 class _LevelHeads(nn.Module):
@@ -94,7 +98,8 @@ def _same_padding_conv(conv: nn.Conv2d, where: str) -> int:
 class TapDecoder(nn.Module):
     """Tap decoder; see the module docstring. Inputs (all for one image):
 
-    - ``p3 .. p7``: ``float32 [1, ch, H_l, W_l]``; ``mask_feats``: ``float32 [1, 8, H_3, W_3]`` (the encoder's);
+    - ``p3 .. p7``: ``float32 [1, ch, H_l + 2 * pad, W_l + 2 * pad]``, ``pad = K // 2`` zero cells on every side;
+      ``mask_feats``: ``float32 [1, 8, H_3, W_3]`` (the encoder's outputs);
     - ``cells``: ``int64 [5, 2]``, the tap's aligned ``(row, col)`` on P3..P7;
     - ``net_hw``: ``int64 [2]``, the network input's ``(H, W)``; ``min_score``: ``float32 []``.
 
@@ -109,7 +114,6 @@ class TapDecoder(nn.Module):
         super().__init__()
         self.head = head
         self.num_classes = num_classes
-        self.channels = channels
         self.windows = [head_window(head, channels, i) for i in range(len(LEVELS))]
         self.window = max(self.windows)
         self.ranker = ranker
@@ -129,19 +133,16 @@ class TapDecoder(nn.Module):
 
     # -------------------------------------------------------------------------------------------------- heads
     def _windows(self, levels: list[Tensor], cells: Tensor) -> tuple[Tensor, Tensor]:
-        """``[5, ch, K, K]`` windows centred on the cells (clamped reads), and ``[5, 1, K, K]`` 1 where the window
-        lies inside the level's map, 0 where the full run would pad."""
+        """``[5, ch, K, K]`` windows centred on the cells, cut as slices of the levels padded by ``K // 2`` zero
+        cells (:class:`TapEncoder`), and ``[5, 1, K, K]``: 1 where the window lies inside the level's map, 0 where
+        the full run pads (the padding's zeros serve the first convolution; later ones need the mask)."""
         k, half = self.window, self.window // 2
         offsets = torch.arange(k, dtype=torch.int64) - half
-        sizes = torch.stack([torch._shape_as_tensor(feat)[-2:] for feat in levels])  # [5, 2], traced as Shape ops
-        index = cells[:, :, None] + offsets  # [5, 2, K]: (rows, cols) the window reads on each level
+        sizes = torch.stack([torch._shape_as_tensor(feat)[-2:] for feat in levels]) - 2 * half  # [5, 2] unpadded
+        index = cells[:, :, None] + offsets  # [5, 2, K]: (rows, cols) of the unpadded map the window covers
         inside = (index >= 0) & (index < sizes[:, :, None])
-        index = torch.minimum(index.clamp(min=0), sizes[:, :, None] - 1)
-        flat = (index[:, 0, :, None] * sizes[:, 1, None, None] + index[:, 1, None, :]).reshape(len(levels), k * k)
-        # one gather of K x K cells per level; never copies the whole map
-        crops = [feat.reshape(1, self.channels, -1).index_select(2, flat[j]) for j, feat in enumerate(levels)]
-        windows = torch.cat(crops).reshape(len(levels), self.channels, k, k)
-        return windows, (inside[:, 0, :, None] & inside[:, 1, None, :])[:, None].float()
+        crops = [feat.narrow(2, cells[j, 0], k).narrow(3, cells[j, 1], k) for j, feat in enumerate(levels)]
+        return torch.cat(crops), (inside[:, 0, :, None] & inside[:, 1, None, :])[:, None].float()
 
     def _tower(self, layers: nn.Module, x: Tensor, inside: Tensor, inset: int) -> tuple[Tensor, int]:
         """Run ``layers`` on windows ``x`` (inset ``inset`` cells from the full window) without padding, zeroing
