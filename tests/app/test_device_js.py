@@ -156,3 +156,12 @@ def test_feathered_alpha_matches_the_python_edit():
         ref = cutout_rgba(rgb, mask.astype(bool), feather=feather)
         assert np.array_equal(got[..., :3], ref[..., :3])
         assert np.abs(got[..., 3].astype(int) - ref[..., 3]).max() <= 1, feather
+
+
+def test_page_accepts_exactly_the_export_format_python_writes():
+    """device.js refuses a model.json of another format version; it must be the one the exporter writes (a
+    format bump that forgets the page would break the on-device mode for every user)."""
+    from tracenet.deploy.contract import FORMAT_VERSION
+
+    source = (Path(__file__).resolve().parents[2] / "tracenet/app/static/device/device.js").read_text()
+    assert f"contract.format_version !== {FORMAT_VERSION})" in source

@@ -37,8 +37,8 @@ export async function startEngine({ threads } = {}) {
     throw new Error(detail);
   }
   const contract = await res.json();
-  if (contract.format !== "tracenet-onnx" || contract.format_version !== 1) {
-    throw new Error(`model.json is not a tracenet ONNX contract of format 1 (${contract.format} ${contract.format_version})`);
+  if (contract.format !== "tracenet-onnx" || contract.format_version !== 2) {
+    throw new Error(`model.json is not a tracenet ONNX contract of format 2 (${contract.format} ${contract.format_version})`);
   }
   const isolated = self.crossOriginIsolated === true;
   const n = threads ?? (isolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1);
