@@ -145,6 +145,22 @@ def test_shipped_export_matches_the_bundled_checkpoint() -> None:
     assert matched == len(used)
 
 
+def test_shipped_export_is_what_the_current_code_exports(tmp_path) -> None:
+    """Re-exporting the bundled checkpoint gives the shipped graphs node for node and weight for weight, so a change
+    to the export code cannot leave a stale export in the package (the version check would not notice)."""
+    onnx = pytest.importorskip("onnx")
+    from tracenet.deploy.export import export_onnx
+
+    export_onnx(DEFAULT_CHECKPOINT, tmp_path / "again")
+    for name in ("encoder.onnx", "decoder.onnx"):
+        shipped, again = (onnx.load(folder / name).graph for folder in (DEFAULT_EXPORT, tmp_path / "again"))
+        assert [n.SerializeToString() for n in shipped.node] == [n.SerializeToString() for n in again.node], name
+        assert ([i.SerializeToString() for i in shipped.initializer]
+                == [i.SerializeToString() for i in again.initializer]), name
+        assert ([v.SerializeToString() for v in (*shipped.input, *shipped.output)]
+                == [v.SerializeToString() for v in (*again.input, *again.output)]), name
+
+
 def test_onnx_engine_runs_without_torch() -> None:
     """In a subprocess where importing torch fails, `import tracenet` and the bundled ONNX model work and give
     the torch engine's answer."""
