@@ -71,7 +71,7 @@ def test_level_mask_logits_equal_the_dynamic_mask_head() -> None:
         params = torch.randn(5, 169, generator=gen) * 0.5
         locs = torch.rand(5, 2, generator=gen) * torch.tensor([cols * 8.0, rows * 8.0])
         want = dynamic_mask_logits(feats, params, torch.zeros(5, dtype=torch.long), locs, torch.arange(5))
-        torch.testing.assert_close(level_mask_logits(feats, params, locs), want, atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(level_mask_logits(feats, params, locs, torch.arange(5)), want, atol=2e-5, rtol=1e-5)
 
 
 def test_greedy_nms_fixed_point_equals_torchvision() -> None:

@@ -222,3 +222,27 @@ def test_r50_config_exports_and_answers_like_pytorch(tmp_path) -> None:
         assert _iou(a.mask, b.mask) >= 0.995, xy
         partial += bool(0 < a.mask.mean() < 0.95)
     assert partial >= 2  # the comparison covered masks that are neither empty nor the whole photo
+
+
+def test_decoder_computes_masks_only_for_levels_that_can_be_chosen(tiny_export) -> None:
+    """Masks of levels with no candidate at or above min_score are not computed (a constant -1e4), the others are
+    the same as when every level is computed; with nothing eligible (E = 0) the decoder still runs."""
+    photo = _photo(97, 130, seed=3)
+    every = OnnxTapSegmenter(tiny_export, min_score=0.0, threads=1)
+    every.set_image(photo)
+    cells = align_tap((60, 40), every.net_hw)
+    full = every.decode(cells)
+    threshold = float(np.sort(full["scores"])[2])  # between the candidates: some levels in, some out
+    some = OnnxTapSegmenter(tiny_export, min_score=threshold, threads=1)
+    some.set_image(photo)
+    part = some.decode(cells)
+    eligible = full["scores"] >= threshold
+    assert 0 < eligible.sum() < len(eligible)
+    np.testing.assert_array_equal(part["mask_logits"][eligible], full["mask_logits"][eligible])
+    assert (part["mask_logits"][~eligible] == -1e4).all()
+    np.testing.assert_array_equal(part["ranker_scores"][eligible], full["ranker_scores"][eligible])
+    none = OnnxTapSegmenter(tiny_export, min_score=1.0, threads=1)
+    none.set_image(photo)
+    out = none.decode(cells)
+    assert (out["mask_logits"] == -1e4).all() and np.isneginf(out["ranker_scores"]).all()
+    assert not none.predict((60, 40)).found

@@ -100,7 +100,9 @@ def build_contract(*, cfg: Any, meta: dict[str, Any], checkpoint_sha256: str, ch
         },
         "mask": {
             "stride": MASK_STRIDE,
-            "logits": "mask_logits[k] / chosen_mask_logits: float32 [ceil(H / 8), ceil(W / 8)]",
+            "logits": "mask_logits[k] / chosen_mask_logits: float32 [ceil(H / 8), ceil(W / 8)]; computed only for "
+                      "levels with a candidate scoring >= min_score (the others are -1e4, i.e. empty: such "
+                      "candidates are never chosen)",
             "upsample": "p = sigmoid(logits); bilinear x4 then x2 (align_corners=False, half-pixel centres, "
                         "edge-clamped); keep the top-left H x W (crop, never stretch); then bilinear "
                         "(align_corners=False) to the photo's size",

@@ -32,6 +32,9 @@ HEAD_KINDS = ("cls", "box", "ctr", "ctrl")
 PYRAMID = tuple(f"p{level}" for level in LEVELS)
 
 
+NOT_COMPUTED = -1e4  # mask logits of levels without a candidate at or above min_score (sigmoid 0)
+
+
 class ExportError(ValueError):
     """The model cannot be exported as asked (names what and why)."""
 
@@ -193,26 +196,32 @@ class TapDecoder(nn.Module):
         boxes = torch.stack([xs - left, ys - top, xs + right, ys + bottom], dim=1).repeat(n_cls, 1)  # [K, 4]
         level_index = torch.arange(n_lvl, dtype=torch.int64).repeat(n_cls)
         class_ids = torch.arange(n_cls, dtype=torch.int64).repeat_interleave(n_lvl)
-        # one mask per level (every class of a level shares the location and its controller output)
-        level_masks = level_mask_logits(mask_feats, g["ctrl"].t(), torch.stack([xs, ys], dim=1))  # [5, H_3, W_3]
+        # one mask per level (every class of a level shares the location and its controller output), and only for
+        # levels with a candidate scoring at least min_score: no other candidate is ever chosen
+        wanted = (scores >= min_score).reshape(n_cls, n_lvl).any(dim=0)  # [5]
+        picked = torch.nonzero(wanted).reshape(-1)  # [E]
+        locations = torch.stack([xs, ys], dim=1)
+        computed = level_mask_logits(mask_feats, g["ctrl"].t().index_select(0, picked),
+                                     locations.index_select(0, picked), picked)  # [E, H_3, W_3]
+        blank = torch.full_like(mask_feats[0, :1], NOT_COMPUTED).repeat(n_lvl, 1, 1)  # [5, H_3, W_3]
+        level_masks = blank.index_put((picked,), computed)
         mask_logits = level_masks.repeat(n_cls, 1, 1)  # [K, H_3, W_3]
         order, keep = _greedy_nms(scores, boxes)
         outputs = [scores, boxes, class_ids, level_index + LEVELS[0], order, keep]
         chosen = order[0]
         if self.ranker is not None:
-            ranks = self._rank(scores, cls_p.reshape(-1), ctr_p.repeat(n_cls), boxes, level_masks, cells, net_hw,
-                               min_score)
+            ranks = self._rank(scores, cls_p.reshape(-1), ctr_p.repeat(n_cls), boxes, level_masks, wanted, cells,
+                               net_hw, min_score)
             outputs.append(ranks)
             chosen = ranks.argmax()
         return (*outputs, mask_logits, chosen, mask_logits[chosen])
 
     def _rank(self, scores: Tensor, cls_probs: Tensor, ctr_probs: Tensor, boxes: Tensor, level_masks: Tensor,
-              cells: Tensor, net_hw: Tensor, min_score: Tensor) -> Tensor:
+              wanted: Tensor, cells: Tensor, net_hw: Tensor, min_score: Tensor) -> Tensor:
         """The tap ranker's score per candidate (``-inf`` below ``min_score``), from the same features as
         :meth:`tracenet.predictor.TapSegmenter.candidate_features`; ``level_masks [5, H_3, W_3]`` are the mask
-        logits of each level's candidates."""
+        logits of each level's candidates, computed where ``wanted [5]`` (a level has an eligible candidate)."""
         eligible = scores >= min_score
-        wanted = eligible.reshape(self.num_classes, len(LEVELS)).any(dim=0)  # [5]: levels with an eligible class
         areas, covers = mask_area_and_cover(level_masks, net_hw, cells[0], self.cell_weights, wanted)
         areas, covers = areas.repeat(self.num_classes), covers.repeat(self.num_classes)
         feats = candidate_features(scores=scores, cls_probs=cls_probs, ctr_probs=ctr_probs, boxes=boxes,
@@ -223,25 +232,26 @@ class TapDecoder(nn.Module):
         return torch.where(eligible, ranks, torch.full_like(ranks, -torch.inf))
 
 
-def level_mask_logits(mask_feats: Tensor, params: Tensor, locations_xy: Tensor) -> Tensor:
-    """:func:`tracenet.model.dynamic_mask_logits` for one candidate per level (``params [5, 169]``, ``locations_xy
-    [5, 2]`` in network pixels, level ``3 + n`` for row ``n``) on ``mask_feats [1, 8, H_3, W_3]``, as matrix
+def level_mask_logits(mask_feats: Tensor, params: Tensor, locations_xy: Tensor, levels: Tensor) -> Tensor:
+    """:func:`tracenet.model.dynamic_mask_logits` for ``E`` candidates (``params [E, 169]``, ``locations_xy [E, 2]``
+    in network pixels, ``levels [E]`` level index 0..4 for P3..P7) on ``mask_feats [1, 8, H_3, W_3]``, as matrix
     products for onnxruntime. The relative coordinate ``(x_n - x_px) / soi_n`` is split into a per-candidate
-    constant, folded into layer 1's bias, and ``x_px`` times a per-candidate weight, so all five candidates share
-    one ``[10, H_3 * W_3]`` input (equal up to float32 summation order). Returns ``[5, H_3, W_3]``."""
+    constant, folded into layer 1's bias, and ``x_px`` times a per-candidate weight, so all candidates share one
+    ``[10, H_3 * W_3]`` input (equal up to float32 summation order). Returns ``[E, H_3, W_3]``."""
     n, rows, cols = params.shape[0], mask_feats.shape[-2], mask_feats.shape[-1]
     weights, biases = split_dynamic_params(params)
-    w1 = weights[0].reshape(n, LAYER_SHAPES[0][1], LAYER_SHAPES[0][0])  # [5, 8, 10]: 8 features, then x, y
-    soi = torch.tensor(SIZES_OF_INTEREST[:n], dtype=torch.float32)[:, None, None]  # [5, 1, 1]
+    w1 = weights[0].reshape(n, LAYER_SHAPES[0][1], LAYER_SHAPES[0][0])  # [E, 8, 10]: 8 features, then x, y
+    soi = torch.tensor(SIZES_OF_INTEREST, dtype=torch.float32).index_select(0, levels)[:, None, None]  # [E, 1, 1]
     s = STRIDES[0]
     px = (torch.arange(cols, dtype=torch.float32) * s + s // 2)[None, :].expand(rows, cols).reshape(1, -1)
     py = (torch.arange(rows, dtype=torch.float32) * s + s // 2)[:, None].expand(rows, cols).reshape(1, -1)
     inputs = torch.cat([mask_feats.reshape(mask_feats.shape[1], rows * cols), px, py])  # [10, HW]
-    w_xy = w1[:, :, -2:] / soi  # [5, 8, 2]
+    w_xy = w1[:, :, -2:] / soi  # [E, 8, 2]
     w1 = torch.cat([w1[:, :, :-2], -w_xy], dim=2)
-    b1 = biases[0].reshape(n, -1) + (w_xy * locations_xy[:, None, :]).sum(dim=2)  # [5, 8]
-    x = torch.relu(w1 @ inputs + b1[:, :, None])  # [5, 8, HW]
-    x = torch.relu(weights[1].reshape(n, LAYER_SHAPES[1][1], LAYER_SHAPES[1][0]) @ x + biases[1].reshape(n, -1, 1))
+    b1 = biases[0].reshape(n, LAYER_SHAPES[0][1]) + (w_xy * locations_xy[:, None, :]).sum(dim=2)  # [E, 8]
+    x = torch.relu(w1 @ inputs + b1[:, :, None])  # [E, 8, HW]
+    x = torch.relu(weights[1].reshape(n, LAYER_SHAPES[1][1], LAYER_SHAPES[1][0]) @ x
+                   + biases[1].reshape(n, LAYER_SHAPES[1][1], 1))  # explicit sizes: E may be 0
     x = weights[2].reshape(n, 1, LAYER_SHAPES[2][0]) @ x + biases[2].reshape(n, 1, 1)
     return x.reshape(n, rows, cols)
 
