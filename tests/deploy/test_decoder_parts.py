@@ -54,16 +54,6 @@ def test_mask_area_and_cover_equal_full_size_upsampling(seed: int) -> None:
         assert areas[0] == h * w and areas[1] == 0
 
 
-def test_unwanted_candidates_skip_only_their_own_count() -> None:
-    gen = torch.Generator().manual_seed(9)
-    logits = _smooth_logits(gen, 5, 13, 17)
-    wanted = torch.tensor([True, False, True, False, False])
-    areas, covers = mask_area_and_cover(logits, torch.tensor([100, 130]), torch.tensor([6, 8]),
-                                        cell_pixel_weights(), wanted)
-    want_areas, want_covers = _reference(logits, (100, 130), (6, 8))
-    assert torch.equal(areas[wanted], want_areas[wanted]) and torch.equal(covers, want_covers)
-
-
 def test_level_mask_logits_equal_the_dynamic_mask_head() -> None:
     gen = torch.Generator().manual_seed(3)
     for rows, cols in [(7, 9), (37, 51), (96, 128)]:

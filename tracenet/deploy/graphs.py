@@ -210,20 +210,22 @@ class TapDecoder(nn.Module):
         outputs = [scores, boxes, class_ids, level_index + LEVELS[0], order, keep]
         chosen = order[0]
         if self.ranker is not None:
-            ranks = self._rank(scores, cls_p.reshape(-1), ctr_p.repeat(n_cls), boxes, level_masks, wanted, cells,
+            ranks = self._rank(scores, cls_p.reshape(-1), ctr_p.repeat(n_cls), boxes, computed, picked, cells,
                                net_hw, min_score)
             outputs.append(ranks)
             chosen = ranks.argmax()
         return (*outputs, mask_logits, chosen, mask_logits[chosen])
 
-    def _rank(self, scores: Tensor, cls_probs: Tensor, ctr_probs: Tensor, boxes: Tensor, level_masks: Tensor,
-              wanted: Tensor, cells: Tensor, net_hw: Tensor, min_score: Tensor) -> Tensor:
+    def _rank(self, scores: Tensor, cls_probs: Tensor, ctr_probs: Tensor, boxes: Tensor, computed: Tensor,
+              picked: Tensor, cells: Tensor, net_hw: Tensor, min_score: Tensor) -> Tensor:
         """The tap ranker's score per candidate (``-inf`` below ``min_score``), from the same features as
-        :meth:`tracenet.predictor.TapSegmenter.candidate_features`; ``level_masks [5, H_3, W_3]`` are the mask
-        logits of each level's candidates, computed where ``wanted [5]`` (a level has an eligible candidate)."""
+        :meth:`tracenet.predictor.TapSegmenter.candidate_features`; ``computed [E, H_3, W_3]`` are the mask
+        logits of levels ``picked [E]`` (those with a candidate at or above ``min_score``)."""
         eligible = scores >= min_score
-        areas, covers = mask_area_and_cover(level_masks, net_hw, cells[0], self.cell_weights, wanted)
-        areas, covers = areas.repeat(self.num_classes), covers.repeat(self.num_classes)
+        areas_e, covers_e = mask_area_and_cover(computed, net_hw, cells[0], self.cell_weights)
+        n_lvl = len(LEVELS)
+        areas = torch.zeros(n_lvl, dtype=torch.float32).index_put((picked,), areas_e).repeat(self.num_classes)
+        covers = torch.zeros(n_lvl, dtype=torch.bool).index_put((picked,), covers_e).repeat(self.num_classes)
         feats = candidate_features(scores=scores, cls_probs=cls_probs, ctr_probs=ctr_probs, boxes=boxes,
                                    levels=list(LEVELS) * self.num_classes, mask_areas=areas, covers=covers,
                                    eligible=eligible)

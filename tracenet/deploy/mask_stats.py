@@ -51,8 +51,7 @@ def _upsample_probs(probs: Tensor) -> Tensor:
     return upsample_mask_probs(logits, (h, w)).to(probs.dtype)
 
 
-def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights: Tensor,
-                        wanted: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
     """Pixel count and tap cover of each candidate's full-size mask.
 
     Args:
@@ -60,8 +59,6 @@ def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights
         net_hw: ``int64 [2]`` the network input's ``(H, W)``.
         cell_rc: ``int64 [2]`` the tap's ``(row, col)`` on the stride-8 grid.
         weights: :func:`cell_pixel_weights`.
-        wanted: ``bool [N]``, the candidates whose areas are needed (``None``: all); the others skip the
-            pixel-by-pixel count of their boundary cells, so their areas are meaningless.
 
     Returns:
         ``areas float32 [N]``: pixels of ``upsample_mask_probs(logits, (H, W)) > 0.5``;
@@ -77,10 +74,8 @@ def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights
     whole = (((torch.arange(rows, dtype=torch.int64) + 1) * CELL <= net_hw[0])[:, None]
              & ((torch.arange(cols, dtype=torch.int64) + 1) * CELL <= net_hw[1])[None, :])  # [H_3, W_3]
     sure = (lo > _SURE_LOGIT) & whole
-    areas = sure.reshape(n, -1).float().sum(dim=1) * float(CELL * CELL)
+    areas = sure.flatten(1).float().sum(dim=1) * float(CELL * CELL)  # (flatten: N may be 0)
     exact = (hi > 0) & ~sure
-    if wanted is not None:
-        exact = exact & wanted[:, None, None]
     cand = torch.arange(n, dtype=torch.int64)
     tap = torch.stack([cand, cell_rc[0].expand(n), cell_rc[1].expand(n)], dim=1)  # [N, 3]
     cells = torch.cat([torch.nonzero(exact), tap])  # [M + N, 3]: (candidate, row, col)
