@@ -38,8 +38,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["tests/rft/test_rules_and_errors.py", "tests/rft/test_pooling_edges.py"],
     ),
     "selection": (
-        ["tracenet/model/postprocess.py"],
-        ["tests/model/test_model_postprocess.py", "tests/model/test_selection_rules.py"],
+        ["tracenet/model/postprocess.py", "tracenet/tap/geometry.py"],
+        ["tests/model/test_model_postprocess.py", "tests/model/test_selection_rules.py",
+         "tests/model/test_selection_edges.py", "tests/tap/test_tap_core.py"],
     ),
     "metrics": (
         ["tracenet/eval/metrics.py", "tracenet/eval/instance.py"],
@@ -47,7 +48,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "checkpoint-resume": (
         ["tracenet/train/checkpointing.py", "tracenet/train/schedule.py"],
-        ["tests/train/test_checkpointing_unit.py", "tests/train/test_train_config.py"],
+        ["tests/train/test_checkpointing_unit.py", "tests/train/test_checkpointing_edges.py",
+         "tests/train/test_train_config.py", "tests/train/test_resume_schedule.py"],
     ),
 }
 
@@ -60,6 +62,17 @@ OUTCOMES = {"killed": "killed", "survived": "survived", "timeout": "timeout", "n
 def _names(listing: str, status: str) -> list[str]:
     """Mutant names with ``status`` in ``mutmut results --all true`` output."""
     return [line.strip().rpartition(": ")[0] for line in listing.splitlines() if line.strip().endswith(f": {status}")]
+
+
+def _module_of(mutant: str) -> str:
+    """``tracenet.rft.rules.x_f__mutmut_3`` -> ``tracenet/rft/rules.py`` (mutmut names functions ``x_...`` and
+    methods ``x\u01c1Class\u01c1method``)."""
+    parts = []
+    for part in mutant.split("."):
+        if part.startswith(("x_", "x\u01c1")):
+            break
+        parts.append(part)
+    return "/".join(parts) + ".py"
 
 
 def _copy_repo(dst: Path) -> None:
@@ -101,12 +114,14 @@ def run_group(name: str, work: Path, out: Path, children: int) -> dict:
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=repo, env=env, capture_output=True,
                              text=True).stdout
     counts = {v: 0 for v in dict.fromkeys(OUTCOMES.values())}
+    per_module = {m: dict(counts) for m in modules}
     survivors = []
     for line in listing.splitlines():
         mutant, _, status = line.strip().rpartition(": ")
         if not mutant:
             continue
         counts[OUTCOMES.get(status, "not_checked")] += 1
+        per_module.setdefault(_module_of(mutant), dict.fromkeys(counts, 0))[OUTCOMES.get(status, "not_checked")] += 1
         if status in ("survived", "no tests", "timeout", "suspicious"):
             survivors.append(mutant)
     # `mutmut show` starts a process per mutant: only for the true survivors, and at most 150 of them
@@ -118,23 +133,28 @@ def run_group(name: str, work: Path, out: Path, children: int) -> dict:
     killed = counts["killed"]
     row = {"group": name, "modules": modules, "tests": tests, "mutants": total, **counts,
            "kill_rate": killed / total if total else None, "minutes": round(minutes, 1),
-           "mutmut_exit": run.returncode, "survivors": survivors}
+           "mutmut_exit": run.returncode, "survivors": survivors,
+           "per_module": {m: {**c, "mutants": sum(c.values())} for m, c in per_module.items()}}
     if run.returncode != 0:
         row["mutmut_stderr_tail"] = run.stderr[-2000:]
     return row
 
 
-def _rate(r: dict) -> str:
-    return "-" if r["kill_rate"] is None else f"{100 * r['kill_rate']:.1f}%"
+def _rate(killed: int, total: int) -> str:
+    return "-" if not total else f"{100 * killed / total:.1f}%"
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("| group | modules | mutants | killed | survived | no tests | timeout | kill rate | minutes |\n"
+    """One line per mutated module, then the group's total with its wall time."""
+    head = ("| group | module | mutants | killed | survived | no tests | timeout | kill rate | minutes |\n"
             "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
-    body = "".join(
-        f"| {r['group']} | {', '.join(Path(m).name for m in r['modules'])} | {r['mutants']} | {r['killed']} | "
-        f"{r['survived']} | {r['no_tests']} | {r['timeout']} | {_rate(r)} | {r['minutes']} |\n"
-        for r in rows)
+    body = ""
+    for r in rows:
+        for module, c in r["per_module"].items():
+            body += (f"| {r['group']} | `{module.removeprefix('tracenet/')}` | {c['mutants']} | {c['killed']} | "
+                     f"{c['survived']} | {c['no_tests']} | {c['timeout']} | {_rate(c['killed'], c['mutants'])} | |\n")
+        body += (f"| {r['group']} | all | {r['mutants']} | {r['killed']} | {r['survived']} | {r['no_tests']} | "
+                 f"{r['timeout']} | {_rate(r['killed'], r['mutants'])} | {r['minutes']} |\n")
     return head + body
 
 
