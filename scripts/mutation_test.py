@@ -44,7 +44,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "metrics": (
         ["tracenet/eval/metrics.py", "tracenet/eval/instance.py"],
-        ["tests/eval/test_eval_metrics.py", "tests/eval/test_metric_edges.py"],
+        ["tests/eval/test_eval_metrics.py", "tests/eval/test_metric_edges.py", "tests/eval/test_instance_edges.py"],
     ),
     "checkpoint-resume": (
         ["tracenet/train/checkpointing.py", "tracenet/train/schedule.py"],
