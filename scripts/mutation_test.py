@@ -16,6 +16,7 @@ records a measured run and why each remaining survivor is harmless (an equivalen
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -96,8 +97,20 @@ def _mutmut_cfg(modules: list[str], tests: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_group(name: str, work: Path, out: Path, children: int) -> dict:
+def _digests(modules: list[str]) -> dict[str, str]:
+    return {m: hashlib.sha256((ROOT / m).read_bytes()).hexdigest() for m in modules}
+
+
+def run_group(name: str, work: Path, out: Path, children: int, earlier: dict | None = None) -> dict:
+    """Mutate the group's modules and run its tests against every mutant; with ``earlier`` (this group's row of
+    an earlier ``summary.json``, same module code) only that run's survivors are run again and the mutants it
+    killed count as killed."""
     modules, tests = GROUPS[name]
+    recheck: set[str] = set()
+    if earlier is not None:
+        recheck = set(earlier["survivors"])
+        if earlier.get("digests", _digests(modules)) != _digests(modules):
+            raise SystemExit(f"{name}: the modules changed since the earlier run; run the whole group again")
     tests = [t for t in tests if (ROOT / t).exists()]
     repo = work / name
     shutil.rmtree(repo, ignore_errors=True)
@@ -108,8 +121,8 @@ def run_group(name: str, work: Path, out: Path, children: int) -> dict:
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CI="true")
     start = time.time()
     mutmut = [sys.executable, "-m", "mutmut"]
-    run = subprocess.run(["nice", "-n", "10", *mutmut, "run", "--max-children", str(children)], cwd=repo, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = subprocess.run(["nice", "-n", "10", *mutmut, "run", "--max-children", str(children), *sorted(recheck)],
+                         cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     minutes = (time.time() - start) / 60
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=repo, env=env, capture_output=True,
                              text=True).stdout
@@ -120,6 +133,8 @@ def run_group(name: str, work: Path, out: Path, children: int) -> dict:
         mutant, _, status = line.strip().rpartition(": ")
         if not mutant:
             continue
+        if recheck and mutant not in recheck:
+            status = "killed"  # by the earlier run
         counts[OUTCOMES.get(status, "not_checked")] += 1
         per_module.setdefault(_module_of(mutant), dict.fromkeys(counts, 0))[OUTCOMES.get(status, "not_checked")] += 1
         if status in ("survived", "no tests", "timeout", "suspicious"):
@@ -133,7 +148,8 @@ def run_group(name: str, work: Path, out: Path, children: int) -> dict:
     killed = counts["killed"]
     row = {"group": name, "modules": modules, "tests": tests, "mutants": total, **counts,
            "kill_rate": killed / total if total else None, "minutes": round(minutes, 1),
-           "mutmut_exit": run.returncode, "survivors": survivors,
+           "mutmut_exit": run.returncode, "survivors": survivors, "digests": _digests(modules),
+           "rechecked": len(recheck),
            "per_module": {m: {**c, "mutants": sum(c.values())} for m, c in per_module.items()}}
     if run.returncode != 0:
         row["mutmut_stderr_tail"] = run.stderr[-2000:]
@@ -165,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "mutation")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--children", type=int, default=1, help="parallel mutmut workers (default 1: shared machine)")
+    ap.add_argument("--recheck", type=Path, default=None, metavar="SUMMARY_JSON",
+                    help="run only the survivors of an earlier run (its summary.json; the mutated modules unchanged) "
+                         "against the current tests, counting the mutants it killed as killed")
     args = ap.parse_args(argv)
     if args.list:
         for name, (modules, tests) in GROUPS.items():
@@ -180,7 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.groups or list(GROUPS):
         print(f"[mutation] {name} ...", flush=True)
-        rows.append(run_group(name, work, args.out, args.children))
+        earlier = None
+        if args.recheck is not None:
+            earlier = {r["group"]: r for r in json.loads(args.recheck.read_text())["groups"]}.get(name)
+            if earlier is None:
+                ap.error(f"{args.recheck} has no group {name}")
+        rows.append(run_group(name, work, args.out, args.children, earlier))
         r = rows[-1]
         print(f"[mutation] {name}: {r['killed']}/{r['mutants']} killed in {r['minutes']} min", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
