@@ -1,11 +1,11 @@
 """One supported op at a time, traced at its output's corners, edges and centre: the tracer's values equal the
 full run's.
 
-The op under test reads the input directly (so a mutant of one rule only runs the cases of that rule); each
-case is traced at the first two, middle and last two
-rows x columns of its output (25 locations), one query per run (so each run crops its own window and meets the
-map's edges where that location does), some also through a cache, and at two far corners in one run. Small maps (a few seconds in all), so mutation testing (``scripts/mutation_test.py``) can run
-the file once per mutant of the tracer's rules; the reference is PyTorch's own full-size run.
+The op under test reads the input directly (so a mutant of one rule only runs the cases of that rule); each case
+is traced at the first two, middle and last two rows x columns of its output (25 locations), one query per run (so
+each run crops its own window and meets the map's edges where that location does), some also through a cache, and
+at two far corners in one run. Small maps (seconds in all), so mutation testing (``scripts/mutation_test.py``) can
+run the file once per mutant of the tracer's rules; the reference is PyTorch's own full-size run.
 """
 
 from __future__ import annotations
