@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "tracer-rules": (
         ["tracenet/rft/sliding.py", "tracenet/rft/resample.py", "tracenet/rft/rules.py"],
-        ["tests/rft/test_pooling_edges.py", "tests/rft/test_rules_and_errors.py"],
+        ["tests/rft/test_pooling_edges.py", "tests/rft/test_rules_and_errors.py", "tests/rft/test_rules_by_op.py"],
     ),
     "tracer-planner": (
         ["tracenet/rft/plan.py", "tracenet/rft/dependency.py", "tracenet/rft/regions.py"],
-        ["tests/rft/test_rules_and_errors.py", "tests/rft/test_pooling_edges.py"],
+        ["tests/rft/test_rules_and_errors.py", "tests/rft/test_pooling_edges.py", "tests/rft/test_rules_by_op.py"],
     ),
     "selection": (
         ["tracenet/model/postprocess.py", "tracenet/tap/geometry.py"],
