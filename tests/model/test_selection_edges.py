@@ -123,3 +123,14 @@ def test_mask_head_scales_relative_coordinates_by_the_candidates_level(level, la
         probs = candidate_mask_probs(mask_feats, cand, (16, 256))
         assert probs.shape == (16, 256)
         assert torch.equal(probs > 0.5, expected)
+
+
+def test_mask_head_runs_on_the_mask_features_device():
+    """Guards the ``device`` of the tensors :func:`candidate_mask_probs` builds (a GPU run would fail with them
+    on the CPU). PyTorch's "meta" device stands in for a GPU here: the candidate's location must follow the
+    features there (mixing meta and CPU tensors in one op is refused), and the result is a meta [H, W] map."""
+    feats = torch.zeros(1, 8, 2, 32, device="meta")
+    cand = Candidate(score=1.0, class_id=0, level=3, box=(0, 0, 1, 1), params=_x_ramp_params(-1.0),
+                     location_xy=(196.0, 4.0), row_col=(0, 24))
+    probs = candidate_mask_probs(feats, cand, (16, 256))
+    assert probs.device.type == "meta" and probs.shape == (16, 256) and probs.dtype == torch.float32
