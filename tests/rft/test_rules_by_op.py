@@ -147,3 +147,48 @@ def test_every_output_location_equals_the_full_run(name: str) -> None:
     pair = [(0, w - 1), (h - 1, 0)]  # two far corners in one run: one window each, not their bounding box
     got = tracer.gather(x, {0: pair})[0]
     torch.testing.assert_close(got, full[..., [0, h - 1], [w - 1, 0]], atol=1e-5, rtol=1e-4)
+
+
+class _Pools(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.avgpool = nn.AvgPool2d((2, 3))
+
+    def forward(self, x):
+        return self.avgpool(self.maxpool(x))
+
+
+class _Dense(nn.Module):
+    """Three global products on pooled features: a Linear module, ``F.linear`` and ``torch.matmul``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(C, 6)
+        self.w2 = nn.Parameter(torch.randn(3, 6))
+        self.w3 = nn.Parameter(torch.randn(3, C))
+        self.conv = nn.Conv2d(C, 6, 3, padding=1, groups=2)
+
+    def forward(self, x):
+        v = self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # [B, 6]: B * 6 * 4 MACs
+        v = F.linear(v, self.w2)  # [B, 3]: B * 3 * 6
+        v = torch.matmul(v, self.w3)  # [B, C]: B * C * 3
+        return self.conv(x) * v.mean(dim=1)[:, None, None, None]
+
+
+def test_macs_of_pools_and_global_products_by_hand() -> None:
+    """Guards the MACs the plan reports for pooling and for global products (Linear, ``F.linear``, ``matmul``),
+    with a batch of 2. Pools on 4 x 17 x 17: max 3x3 / 2 (pad 1) -> 9 x 9: 2 * 4 * 81 * 9 = 5832; avg (2, 3) ->
+    4 x 3: 2 * 4 * 12 * 6 = 576; output location (0, 0) needs one avg output (2 * 4 * 6 = 48) over max outputs
+    rows 0-1, cols 0-2 (2 * 4 * 6 * 9 = 432). Dense on 4 x 5 x 5: Linear 2 * 6 * 4 = 48, F.linear 2 * 3 * 6 = 36,
+    matmul 2 * 4 * 3 = 24, all run whole for any query; the grouped conv (4 -> 6, 3x3, 2 groups)
+    2 * 6 * 25 * 2 * 9 = 5400 in full."""
+    pools = ReceptiveFieldTracer(_Pools().eval())
+    plan = pools.plan((2, C, 17, 17), {0: [(0, 0)]})
+    assert plan.full_macs == 5832 + 576
+    assert plan.macs == 432 + 48
+    dense = ReceptiveFieldTracer(_Dense().eval())
+    plan = dense.plan((2, C, 5, 5), {0: [(0, 0)]})
+    assert plan.full_macs == 48 + 36 + 24 + 5400
+    table = {row["node"]: row for row in plan.node_table()}
+    assert (table["fc"]["macs"], table["linear"]["macs"], table["matmul"]["macs"]) == (48, 36, 24)
