@@ -74,6 +74,10 @@ CASES: dict[str, Callable[[], OneOp]] = {
                                                m=nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)),
     "avgpool_divisor": lambda: OneOp(lambda s, x: s.m(x), m=nn.AvgPool2d(3, 1, 1, divisor_override=2)),
     "f_avg_pool2d": lambda: OneOp(lambda s, x: F.avg_pool2d(x, (3, 2), (2, 1), (1, 0), True, False)),
+    "f_avg_pool2d_defaults": lambda: OneOp(lambda s, x: F.avg_pool2d(x, 3, 2, 1)),  # count_include_pad default
+    "f_avg_pool2d_no_padding": lambda: OneOp(lambda s, x: F.avg_pool2d(x, 3)),
+    "f_max_pool2d_kwargs": lambda: OneOp(lambda s, x: F.max_pool2d(x, kernel_size=3, stride=2, padding=1,
+                                                                     dilation=2, ceil_mode=True)),
     "f_avg_pool2d_kwargs": lambda: OneOp(lambda s, x: F.avg_pool2d(x, kernel_size=3, stride=3, padding=1,
                                                                      ceil_mode=True, count_include_pad=True)),
     # interpolation: nearest / nearest-exact / bilinear, size or scale, align_corners, down-sampling
