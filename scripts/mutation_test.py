@@ -40,7 +40,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         + [f"tests/rft/test_rules_by_op.py::test_every_output_location_equals_the_full_run[{case}]" for case in
            ("conv3_s2_p1", "conv3x5_s21_p12", "maxpool2_ceil", "avgpool3_s2_p1_ceil_nopad", "bilinear_x2",
             "nearest_size", "f_pad_negative", "times_full_map", "chunk_getitem", "squeeze_excite")]
-        + ["tests/rft/test_rules_by_op.py::test_macs_of_pools_and_global_products_by_hand"],
+        + ["tests/rft/test_rules_by_op.py::test_macs_of_pools_and_global_products_by_hand",
+           "tests/rft/test_dependency.py"],
     ),
     "selection": (
         ["tracenet/model/postprocess.py", "tracenet/tap/geometry.py"],
