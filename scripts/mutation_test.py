@@ -4,13 +4,16 @@ Each module group is mutated against its own fast test files only, one group at 
 repository (mutmut writes a ``mutants/`` tree there, never here), at low priority:
 
     pip install -e ".[dev]"
-    python scripts/mutation_test.py                       # every group (about 30-40 min on 2 busy cores)
+    python scripts/mutation_test.py                       # every group (about an hour on 2 busy cores, mostly
+                                                          # the two tracer groups; the others take minutes)
     python scripts/mutation_test.py metrics selection     # some groups
+    python scripts/mutation_test.py metrics --recheck results/mutation/summary.json   # that run's survivors only
     python scripts/mutation_test.py --list                # what is mutated against which tests
 
-It prints a kill-rate table (markdown) and the surviving mutants' diffs, and writes both to ``--out`` (default
-``results/mutation``): ``summary.json``, ``summary.md`` and ``<group>-survivors.diff``. ``docs/MUTATION.md``
-records a measured run and why each remaining survivor is harmless (an equivalent mutant).
+It prints a kill-rate table per module (markdown) and the surviving mutants' diffs, and writes both to ``--out``
+(default ``results/mutation``): ``summary.json``, ``summary.md`` and ``<group>-survivors.diff`` (at most 150
+diffs). ``docs/MUTATION.md`` records a measured run and why each remaining survivor is harmless (an equivalent
+mutant) where that has been worked out.
 """
 
 from __future__ import annotations
