@@ -4,18 +4,22 @@ Each module group is mutated against its own fast test files only, one group at 
 repository (mutmut writes a ``mutants/`` tree there, never here), at low priority:
 
     pip install -e ".[dev]"
-    python scripts/mutation_test.py                       # every group (about 30-40 min on 2 busy cores)
+    python scripts/mutation_test.py                       # every group (about an hour on 2 busy cores, mostly
+                                                          # the two tracer groups; the others take minutes)
     python scripts/mutation_test.py metrics selection     # some groups
+    python scripts/mutation_test.py metrics --recheck results/mutation/summary.json   # that run's survivors only
     python scripts/mutation_test.py --list                # what is mutated against which tests
 
-It prints a kill-rate table (markdown) and the surviving mutants' diffs, and writes both to ``--out`` (default
-``results/mutation``): ``summary.json``, ``summary.md`` and ``<group>-survivors.diff``. ``docs/MUTATION.md``
-records a measured run and why each remaining survivor is harmless (an equivalent mutant).
+It prints a kill-rate table per module (markdown) and the surviving mutants' diffs, and writes both to ``--out``
+(default ``results/mutation``): ``summary.json``, ``summary.md`` and ``<group>-survivors.diff`` (at most 150
+diffs). ``docs/MUTATION.md`` records a measured run and why each remaining survivor is harmless (an equivalent
+mutant) where that has been worked out.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -31,23 +35,30 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "tracer-rules": (
         ["tracenet/rft/sliding.py", "tracenet/rft/resample.py", "tracenet/rft/rules.py"],
-        ["tests/rft/test_pooling_edges.py", "tests/rft/test_rules_and_errors.py"],
+        ["tests/rft/test_pooling_edges.py", "tests/rft/test_rules_and_errors.py", "tests/rft/test_rules_by_op.py"],
     ),
-    "tracer-planner": (
+    "tracer-planner": (  # every planner mutant reaches every case: a few cases of the op-by-op file, one per rule
         ["tracenet/rft/plan.py", "tracenet/rft/dependency.py", "tracenet/rft/regions.py"],
-        ["tests/rft/test_rules_and_errors.py", "tests/rft/test_pooling_edges.py"],
+        ["tests/rft/test_rules_and_errors.py", "tests/rft/test_pooling_edges.py"]
+        + [f"tests/rft/test_rules_by_op.py::test_every_output_location_equals_the_full_run[{case}]" for case in
+           ("conv3_s2_p1", "conv3x5_s21_p12", "maxpool2_ceil", "avgpool3_s2_p1_ceil_nopad", "bilinear_x2",
+            "nearest_size", "f_pad_negative", "times_full_map", "chunk_getitem", "squeeze_excite")]
+        + ["tests/rft/test_rules_by_op.py::test_macs_of_pools_and_global_products_by_hand",
+           "tests/rft/test_dependency.py"],
     ),
     "selection": (
-        ["tracenet/model/postprocess.py"],
-        ["tests/model/test_model_postprocess.py", "tests/model/test_selection_rules.py"],
+        ["tracenet/model/postprocess.py", "tracenet/tap/geometry.py"],
+        ["tests/model/test_model_postprocess.py", "tests/model/test_selection_rules.py",
+         "tests/model/test_selection_edges.py", "tests/tap/test_tap_core.py"],
     ),
     "metrics": (
         ["tracenet/eval/metrics.py", "tracenet/eval/instance.py"],
-        ["tests/eval/test_eval_metrics.py", "tests/eval/test_metric_edges.py"],
+        ["tests/eval/test_eval_metrics.py", "tests/eval/test_metric_edges.py", "tests/eval/test_instance_edges.py"],
     ),
     "checkpoint-resume": (
         ["tracenet/train/checkpointing.py", "tracenet/train/schedule.py"],
-        ["tests/train/test_checkpointing_unit.py", "tests/train/test_train_config.py"],
+        ["tests/train/test_checkpointing_unit.py", "tests/train/test_checkpointing_edges.py",
+         "tests/train/test_train_config.py", "tests/train/test_resume_schedule.py"],
     ),
 }
 
@@ -60,6 +71,17 @@ OUTCOMES = {"killed": "killed", "survived": "survived", "timeout": "timeout", "n
 def _names(listing: str, status: str) -> list[str]:
     """Mutant names with ``status`` in ``mutmut results --all true`` output."""
     return [line.strip().rpartition(": ")[0] for line in listing.splitlines() if line.strip().endswith(f": {status}")]
+
+
+def _module_of(mutant: str) -> str:
+    """``tracenet.rft.rules.x_f__mutmut_3`` -> ``tracenet/rft/rules.py`` (mutmut names functions ``x_...`` and
+    methods ``x\u01c1Class\u01c1method``)."""
+    parts = []
+    for part in mutant.split("."):
+        if part.startswith(("x_", "x\u01c1")):
+            break
+        parts.append(part)
+    return "/".join(parts) + ".py"
 
 
 def _copy_repo(dst: Path) -> None:
@@ -83,9 +105,21 @@ def _mutmut_cfg(modules: list[str], tests: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_group(name: str, work: Path, out: Path, children: int) -> dict:
+def _digests(modules: list[str]) -> dict[str, str]:
+    return {m: hashlib.sha256((ROOT / m).read_bytes()).hexdigest() for m in modules}
+
+
+def run_group(name: str, work: Path, out: Path, children: int, earlier: dict | None = None) -> dict:
+    """Mutate the group's modules and run its tests against every mutant; with ``earlier`` (this group's row of
+    an earlier ``summary.json``, same module code) only that run's survivors are run again and the mutants it
+    killed count as killed."""
     modules, tests = GROUPS[name]
-    tests = [t for t in tests if (ROOT / t).exists()]
+    recheck: set[str] = set()
+    if earlier is not None:
+        recheck = set(earlier["survivors"])
+        if earlier.get("digests", _digests(modules)) != _digests(modules):
+            raise SystemExit(f"{name}: the modules changed since the earlier run; run the whole group again")
+    tests = [t for t in tests if (ROOT / t.partition("::")[0]).exists()]
     repo = work / name
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
@@ -95,18 +129,22 @@ def run_group(name: str, work: Path, out: Path, children: int) -> dict:
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CI="true")
     start = time.time()
     mutmut = [sys.executable, "-m", "mutmut"]
-    run = subprocess.run(["nice", "-n", "10", *mutmut, "run", "--max-children", str(children)], cwd=repo, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = subprocess.run(["nice", "-n", "10", *mutmut, "run", "--max-children", str(children), *sorted(recheck)],
+                         cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     minutes = (time.time() - start) / 60
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=repo, env=env, capture_output=True,
                              text=True).stdout
     counts = {v: 0 for v in dict.fromkeys(OUTCOMES.values())}
+    per_module = {m: dict(counts) for m in modules}
     survivors = []
     for line in listing.splitlines():
         mutant, _, status = line.strip().rpartition(": ")
         if not mutant:
             continue
+        if recheck and mutant not in recheck:
+            status = "killed"  # by the earlier run
         counts[OUTCOMES.get(status, "not_checked")] += 1
+        per_module.setdefault(_module_of(mutant), dict.fromkeys(counts, 0))[OUTCOMES.get(status, "not_checked")] += 1
         if status in ("survived", "no tests", "timeout", "suspicious"):
             survivors.append(mutant)
     # `mutmut show` starts a process per mutant: only for the true survivors, and at most 150 of them
@@ -118,23 +156,29 @@ def run_group(name: str, work: Path, out: Path, children: int) -> dict:
     killed = counts["killed"]
     row = {"group": name, "modules": modules, "tests": tests, "mutants": total, **counts,
            "kill_rate": killed / total if total else None, "minutes": round(minutes, 1),
-           "mutmut_exit": run.returncode, "survivors": survivors}
+           "mutmut_exit": run.returncode, "survivors": survivors, "digests": _digests(modules),
+           "rechecked": len(recheck),
+           "per_module": {m: {**c, "mutants": sum(c.values())} for m, c in per_module.items()}}
     if run.returncode != 0:
         row["mutmut_stderr_tail"] = run.stderr[-2000:]
     return row
 
 
-def _rate(r: dict) -> str:
-    return "-" if r["kill_rate"] is None else f"{100 * r['kill_rate']:.1f}%"
+def _rate(killed: int, total: int) -> str:
+    return "-" if not total else f"{100 * killed / total:.1f}%"
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("| group | modules | mutants | killed | survived | no tests | timeout | kill rate | minutes |\n"
+    """One line per mutated module, then the group's total with its wall time."""
+    head = ("| group | module | mutants | killed | survived | no tests | timeout | kill rate | minutes |\n"
             "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
-    body = "".join(
-        f"| {r['group']} | {', '.join(Path(m).name for m in r['modules'])} | {r['mutants']} | {r['killed']} | "
-        f"{r['survived']} | {r['no_tests']} | {r['timeout']} | {_rate(r)} | {r['minutes']} |\n"
-        for r in rows)
+    body = ""
+    for r in rows:
+        for module, c in r["per_module"].items():
+            body += (f"| {r['group']} | `{module.removeprefix('tracenet/')}` | {c['mutants']} | {c['killed']} | "
+                     f"{c['survived']} | {c['no_tests']} | {c['timeout']} | {_rate(c['killed'], c['mutants'])} | |\n")
+        body += (f"| {r['group']} | all | {r['mutants']} | {r['killed']} | {r['survived']} | {r['no_tests']} | "
+                 f"{r['timeout']} | {_rate(r['killed'], r['mutants'])} | {r['minutes']} |\n")
     return head + body
 
 
@@ -145,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "mutation")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--children", type=int, default=1, help="parallel mutmut workers (default 1: shared machine)")
+    ap.add_argument("--recheck", type=Path, default=None, metavar="SUMMARY_JSON",
+                    help="run only the survivors of an earlier run (its summary.json; the mutated modules unchanged) "
+                         "against the current tests, counting the mutants it killed as killed")
     args = ap.parse_args(argv)
     if args.list:
         for name, (modules, tests) in GROUPS.items():
@@ -160,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.groups or list(GROUPS):
         print(f"[mutation] {name} ...", flush=True)
-        rows.append(run_group(name, work, args.out, args.children))
+        earlier = None
+        if args.recheck is not None:
+            earlier = {r["group"]: r for r in json.loads(args.recheck.read_text())["groups"]}.get(name)
+            if earlier is None:
+                ap.error(f"{args.recheck} has no group {name}")
+        rows.append(run_group(name, work, args.out, args.children, earlier))
         r = rows[-1]
         print(f"[mutation] {name}: {r['killed']}/{r['mutants']} killed in {r['minutes']} min", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
