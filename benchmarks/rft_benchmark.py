@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.rft.detection_nets import ResNetFPNTowers, calibrated  # noqa: E402
 from tracenet.rft import ReceptiveFieldTracer  # noqa: E402
+from tracenet.rft.allocator import reuse_freed_memory  # noqa: E402
 from tracenet.rft.dependency import exact_masks, rect_vs_exact  # noqa: E402
 
 
@@ -36,7 +37,10 @@ def main() -> None:
                         help="model and input in channels-last memory (the full run gets the same)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--tap", default=None, help="X,Y tap in input pixels (default: the image centre)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (default: freed feature maps are reused, for both runs)")
     args = parser.parse_args()
+    malloc_tuned = False if args.system_malloc else reuse_freed_memory()
     width, height = (int(v) for v in args.size.lower().split("x"))
     tap = tuple(int(v) for v in args.tap.split(",")) if args.tap else (width // 2, height // 2)
 
@@ -87,6 +91,7 @@ def main() -> None:
     print(f"R{args.depth}-FPN + {args.towers} x 4-conv towers ({args.channels} ch), input {width}x{height}, one query per level "
           f"(tap {tap}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{'channels-last' if args.channels_last else 'contiguous'} memory, "
+          f"{'malloc reusing freed maps' if malloc_tuned else 'system malloc'}, "
           f"median of {args.repeats}\n")
     print("| measure | full | traced | traced / full |")
     print("|---|---:|---:|---:|")

@@ -71,10 +71,19 @@ def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, C
     env.seconds["segment"] = time.perf_counter() - start
     start = time.perf_counter()
     if seg is not None:
+        args = [env.values[n].value for n in seg.inputs]
         try:
-            results = seg.module(*(env.values[n].value for n in seg.inputs))
+            results = seg.module(*args)
         except Exception as exc:
-            raise RuntimeError(f"the whole-map part of the plan failed: {exc}") from exc
+            if not seg.optimised:
+                raise RuntimeError(f"the whole-map part of the plan failed: {exc}") from exc
+            # a rewrite did not suit this model (e.g. a dtype the fused kernel refuses): run the model's own code
+            # (the rewrites overwrite only the segment's own intermediates, never its inputs)
+            seg = segment_for(layout, plan, layout.cap.segments, optimised=False)
+            try:
+                results = seg.module(*args)
+            except Exception as exc2:
+                raise RuntimeError(f"the whole-map part of the plan failed: {exc2}") from exc2
         for node, value in zip(seg.outputs, results):
             rect = layout.full_rect(node)
             _check_window(node, value, rect)
