@@ -36,8 +36,13 @@ class OpContext:
 
     def shape(self, arg: fx.Node | None = None) -> tuple[int, ...]:
         """Full-run shape of ``arg`` (default: of this node). For tuple results, the shape of the first element."""
-        shp = self.info.shapes[arg if arg is not None else self.node]
-        return tuple(shp[0]) if isinstance(shp, list) else tuple(shp)
+        node = arg if arg is not None else self.node
+        key = ("shape", node)
+        shp = self.memo.get(key)
+        if shp is None:
+            shp = self.info.shapes[node]
+            shp = self.memo[key] = tuple(shp[0]) if isinstance(shp, list) else tuple(shp)
+        return shp
 
     def hw(self, arg: fx.Node | None = None) -> tuple[int, int]:
         shp = self.shape(arg)

@@ -111,7 +111,8 @@ def _check_window(node: fx.Node, value: Any, rect: Rect | None) -> None:
     first = value[0] if isinstance(value, (tuple, list)) and value else value
     if rect is None or not isinstance(first, torch.Tensor):
         return
-    if tuple(first.shape[-2:]) != (rect.height, rect.width):
+    shape = first.shape
+    if len(shape) < 2 or shape[-2] != rect.r1 - rect.r0 or shape[-1] != rect.c1 - rect.c0:
         raise AssertionError(
             f"{describe(node)} produced a {tuple(first.shape[-2:])} window where {rect} "
             f"({rect.height}x{rect.width}) was planned"
