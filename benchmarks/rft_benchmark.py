@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.rft.detection_nets import ResNetFPNTowers, calibrated  # noqa: E402
 from tracenet.rft import ReceptiveFieldTracer  # noqa: E402
+from tracenet.rft import segment  # noqa: E402
 from tracenet.rft.allocator import reuse_freed_memory  # noqa: E402
 from tracenet.rft.dependency import exact_masks, rect_vs_exact  # noqa: E402
 
@@ -62,7 +63,15 @@ def main() -> None:
     plan = tracer.plan(tuple(x.shape), queries)
 
     whole = {key: None for key in queries}  # every output whole: the full run through the tracer's own segment
-    full_times, traced_times, full_cpu, traced_cpu, seg_times = [], [], [], [], []
+    full_times, traced_times, full_cpu, traced_cpu, seg_times, plain_times = [], [], [], [], [], []
+
+    def plain_traced():  # the same traced run, its whole-map segment without the rewrites (fusion, in place)
+        segment.REWRITE = False
+        try:
+            tracer.gather(x, queries)
+        finally:
+            segment.REWRITE = True
+
     stages: dict[str, list[float]] = {}
     with torch.no_grad():
         full = net(x)  # the reference
@@ -71,6 +80,7 @@ def main() -> None:
             net(x)
             tracer.gather(x, queries)
             tracer.run(x, whole)
+            plain_traced()
         for _ in range(args.repeats):
             t0, c0 = time.perf_counter(), time.process_time()
             net(x)
@@ -85,6 +95,9 @@ def main() -> None:
             t0 = time.perf_counter()
             tracer.run(x, whole)
             seg_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            plain_traced()
+            plain_times.append(time.perf_counter() - t0)
     max_diff = max(float((got[k] - full[k][..., [p[0] for p in q], [p[1] for p in q]]).abs().max())
                    for k, q in queries.items())
 
@@ -112,6 +125,9 @@ def main() -> None:
     t_seg = statistics.median(seg_times)
     print(f"| CPU wall time, full run through the tracer's compiled whole-map segment (same rewrites) (ms) | "
           f"{t_seg * 1e3:.0f} | {t_traced * 1e3:.0f} | {t_traced / t_seg:.3f} |")
+    t_plain = statistics.median(plain_times)
+    print(f"| CPU wall time, traced with the whole-map segment not rewritten (ms) | {t_full * 1e3:.0f} | "
+          f"{t_plain * 1e3:.0f} | {t_plain / t_full:.3f} |")
     med = {k: statistics.median(v) * 1e3 for k, v in stages.items()}
     print("\ntraced run by stage (ms, medians): " + ", ".join(f"{k} {v:.1f}" for k, v in med.items()))
     bound = plan.ratio + 0.08

@@ -114,11 +114,17 @@ def build_segment(cap: Captured, static: dict[fx.Node, Any], nodes: list[fx.Node
     return seg
 
 
-def segment_for(layout: Any, plan: Any, store: dict, max_stored: int = 32, optimised: bool = True
+REWRITE = True
+"""Whether whole-map segments get :func:`tracenet.rft.fusion.optimise`'s rewrites (benchmarks switch it off to
+compare)."""
+
+
+def segment_for(layout: Any, plan: Any, store: dict, max_stored: int = 32, optimised: bool | None = None
                 ) -> WholeSegment | None:
     """The compiled whole-map segment of ``plan`` (``None`` when nothing runs whole), from ``store`` if the same
     nodes, inputs and outputs (and the same convolutions on oneDNN) were compiled before.
-    ``optimised=False``: the plain copy of the model's code, without rewrites."""
+    ``optimised=False``: the plain copy of the model's code, without rewrites (default: :data:`REWRITE`)."""
+    optimised = REWRITE if optimised is None else optimised
     nodes = whole_nodes(layout, plan)
     if not nodes:
         return None
