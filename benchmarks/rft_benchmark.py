@@ -65,7 +65,7 @@ def main() -> None:
     whole = {key: None for key in queries}  # every output whole: the full run through the tracer's own segment
     full_times, traced_times, full_cpu, traced_cpu, seg_times, plain_times = [], [], [], [], [], []
 
-    def plain_traced():  # the same traced run, its whole-map segment without the rewrites (fusion, in place)
+    def plain_traced():  # the same traced run, its whole-map segment not rewritten (in place)
         segment.REWRITE = False
         try:
             tracer.gather(x, queries)
@@ -123,7 +123,7 @@ def main() -> None:
     print(f"| GMACs on rectangles vs exact set | {approx['rect_macs'] / 1e9:.3f} | {approx['exact_macs'] / 1e9:.3f} "
           f"| {approx['exact_macs'] / max(1, approx['rect_macs']):.3f} |")
     t_seg = statistics.median(seg_times)
-    print(f"| CPU wall time, full run through the tracer's compiled whole-map segment (same rewrites) (ms) | "
+    print(f"| CPU wall time, full run through the tracer's compiled whole-map segment (same rewrite) (ms) | "
           f"{t_seg * 1e3:.0f} | {t_traced * 1e3:.0f} | {t_traced / t_seg:.3f} |")
     t_plain = statistics.median(plain_times)
     print(f"| CPU wall time, traced with the whole-map segment not rewritten (ms) | {t_full * 1e3:.0f} | "

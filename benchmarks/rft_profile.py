@@ -86,7 +86,7 @@ def main() -> None:
         for k in STAGES:
             add(f"traced first: {k}", stages.get(k, 0.0))
         add("traced first: candidates + masks", res.latency_ms - sum(stages.get(k, 0.0) for k in STAGES))
-        seg.set_image(image)  # the same first tap with the whole-map segment not rewritten (tracenet.rft.fusion)
+        seg.set_image(image)  # the same first tap with the whole-map segment not rewritten (tracenet.rft.inplace)
         segment.REWRITE = False
         try:
             add("traced first, segment not rewritten", tap(xy, cpu_key="traced first, not rewritten")[0].latency_ms)

@@ -77,8 +77,8 @@ def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, C
         except Exception as exc:
             if not seg.optimised:
                 raise RuntimeError(f"the whole-map part of the plan failed: {exc}") from exc
-            # a rewrite did not suit this model (e.g. a dtype the fused kernel refuses): run the model's own code
-            # (the rewrites overwrite only the segment's own intermediates, never its inputs)
+            # the rewrite did not suit this model (e.g. an in-place addition whose operand's dtype cannot hold the
+            # sum): run the model's own code (the rewrite overwrites only the segment's own intermediates)
             seg = segment_for(layout, plan, layout.cap.segments, optimised=False)
             try:
                 results = seg.module(*args)

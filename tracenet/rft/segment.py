@@ -20,8 +20,7 @@ from typing import Any
 import torch.fx as fx
 
 from tracenet.rft.capture import Captured, is_inplace
-from tracenet.rft.fusion import optimise
-from tracenet.rft.sliding import ConvRule
+from tracenet.rft.inplace import optimise
 
 
 @dataclass
@@ -30,7 +29,7 @@ class WholeSegment:
 
     ``inputs``: captured-graph nodes whose values the module takes, in order (the model input and cached nodes);
     ``outputs``: the nodes whose values it returns (a tuple, same order); ``nodes``: every node it computes.
-    ``optimised``: whether :func:`tracenet.rft.fusion.optimise` rewrote it.
+    ``optimised``: whether :func:`tracenet.rft.inplace.optimise` rewrote it (in place where nothing else reads).
     """
 
     module: fx.GraphModule
@@ -63,8 +62,7 @@ def whole_nodes(layout: Any, plan: Any) -> list[fx.Node]:
 
 
 def build_segment(cap: Captured, static: dict[fx.Node, Any], nodes: list[fx.Node], inputs: list[fx.Node],
-                  outputs: list[fx.Node], shapes: dict[fx.Node, Any] | None = None,
-                  onednn: set[fx.Node] | frozenset = frozenset()) -> WholeSegment:
+                  outputs: list[fx.Node], shapes: dict[fx.Node, Any] | None = None) -> WholeSegment:
     """Copy ``nodes`` (graph order) into a graph of their own and compile it.
 
     Values read from shapes (``static``) are read again inside the segment when they come from values it has (so
@@ -72,8 +70,7 @@ def build_segment(cap: Captured, static: dict[fx.Node, Any], nodes: list[fx.Node
     Constants of the model (parameters, arithmetic on them) are copied along. An in-place op whose operand is an
     input of the segment (a cached value) or one of its outputs is given a copy, so nothing handed out is
     overwritten. With ``shapes`` (full-run shapes of the captured graph's nodes) the segment is also rewritten
-    to run faster (:func:`tracenet.rft.fusion.optimise`: the convolutions in ``onednn`` fused with their
-    activation, in place where nothing else reads).
+    to overwrite what nothing else reads (:func:`tracenet.rft.inplace.optimise`).
     """
     graph = fx.Graph()
     env: dict[fx.Node, Any] = {}
@@ -109,20 +106,20 @@ def build_segment(cap: Captured, static: dict[fx.Node, Any], nodes: list[fx.Node
     if shapes is not None:
         keep = {env[n] for n in (*inputs, *outputs)}
         seg_shapes = {env[n]: shapes[n] for n in nodes if n in shapes and n in env}
-        optimise(module, keep, seg_shapes, {env[n] for n in onednn if n in env})
+        optimise(module, keep, seg_shapes)
         seg.optimised = True
     return seg
 
 
 REWRITE = True
-"""Whether whole-map segments get :func:`tracenet.rft.fusion.optimise`'s rewrites (benchmarks switch it off to
+"""Whether whole-map segments get :func:`tracenet.rft.inplace.optimise`'s rewrite (benchmarks switch it off to
 compare)."""
 
 
 def segment_for(layout: Any, plan: Any, store: dict, max_stored: int = 32, optimised: bool | None = None
                 ) -> WholeSegment | None:
     """The compiled whole-map segment of ``plan`` (``None`` when nothing runs whole), from ``store`` if the same
-    nodes, inputs and outputs (and the same convolutions on oneDNN) were compiled before.
+    nodes, inputs and outputs were compiled before.
     ``optimised=False``: the plain copy of the model's code, without rewrites (default: :data:`REWRITE`)."""
     optimised = REWRITE if optimised is None else optimised
     nodes = whole_nodes(layout, plan)
@@ -138,22 +135,15 @@ def segment_for(layout: Any, plan: Any, store: dict, max_stored: int = 32, optim
                 inputs.append(a)
     wanted = set(plan.outputs.values())
     outputs = [n for n in nodes if n in wanted or any(u in planned and u not in chosen for u in cap.users[n])]
-    onednn = frozenset(n for n in nodes if optimised and _on_onednn(layout, n))
     key = (tuple(n.name for n in nodes), tuple(n.name for n in inputs), tuple(n.name for n in outputs),
-           _static_key(layout, nodes, inputs), optimised, tuple(sorted(n.name for n in onednn)))
+           _static_key(layout, nodes, inputs), optimised)
     seg = store.get(key)
     if seg is None:
         if len(store) >= max_stored:
             store.pop(next(iter(store)))
         shapes = layout.info.shapes if optimised else None
-        seg = store[key] = build_segment(cap, layout.info.static, nodes, inputs, outputs, shapes, onednn)
+        seg = store[key] = build_segment(cap, layout.info.static, nodes, inputs, outputs, shapes)
     return seg
-
-
-def _on_onednn(layout: Any, node: fx.Node) -> bool:
-    """Does the full run send this convolution node to oneDNN (PyTorch's choice for its full-run shapes)?"""
-    rule = layout.rule(node)
-    return isinstance(rule, ConvRule) and rule.full_run_backend(layout.op(node)) == "mkldnn"
 
 
 def _static_key(layout: Any, nodes: list[fx.Node], inputs: list[fx.Node]) -> tuple:
