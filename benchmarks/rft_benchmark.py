@@ -20,6 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.rft.detection_nets import ResNetFPNTowers, calibrated  # noqa: E402
 from tracenet.rft import ReceptiveFieldTracer  # noqa: E402
+from tracenet.rft import segment  # noqa: E402
+from tracenet.rft.allocator import reuse_freed_memory  # noqa: E402
 from tracenet.rft.dependency import exact_masks, rect_vs_exact  # noqa: E402
 
 
@@ -36,7 +38,10 @@ def main() -> None:
                         help="model and input in channels-last memory (the full run gets the same)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--tap", default=None, help="X,Y tap in input pixels (default: the image centre)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (default: freed feature maps are reused, for both runs)")
     args = parser.parse_args()
+    malloc_tuned = False if args.system_malloc else reuse_freed_memory()
     width, height = (int(v) for v in args.size.lower().split("x"))
     tap = tuple(int(v) for v in args.tap.split(",")) if args.tap else (width // 2, height // 2)
 
@@ -57,7 +62,16 @@ def main() -> None:
         queries[key] = [(min(tap[1] // s, h - 1), min(tap[0] // s, w - 1))]
     plan = tracer.plan(tuple(x.shape), queries)
 
-    full_times, traced_times, full_cpu, traced_cpu = [], [], [], []
+    whole = {key: None for key in queries}  # every output whole: the full run through the tracer's own segment
+    full_times, traced_times, full_cpu, traced_cpu, seg_times, plain_times = [], [], [], [], [], []
+
+    def plain_traced():  # the same traced run, its whole-map segment not rewritten (in place)
+        segment.REWRITE = False
+        try:
+            tracer.gather(x, queries)
+        finally:
+            segment.REWRITE = True
+
     stages: dict[str, list[float]] = {}
     with torch.no_grad():
         full = net(x)  # the reference
@@ -65,6 +79,8 @@ def main() -> None:
         for _ in range(args.warmup):
             net(x)
             tracer.gather(x, queries)
+            tracer.run(x, whole)
+            plain_traced()
         for _ in range(args.repeats):
             t0, c0 = time.perf_counter(), time.process_time()
             net(x)
@@ -76,6 +92,12 @@ def main() -> None:
             traced_cpu.append(time.process_time() - c0)
             for k, v in tracer.last_seconds.items():
                 stages.setdefault(k, []).append(v)
+            t0 = time.perf_counter()
+            tracer.run(x, whole)
+            seg_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            plain_traced()
+            plain_times.append(time.perf_counter() - t0)
     max_diff = max(float((got[k] - full[k][..., [p[0] for p in q], [p[1] for p in q]]).abs().max())
                    for k, q in queries.items())
 
@@ -87,6 +109,7 @@ def main() -> None:
     print(f"R{args.depth}-FPN + {args.towers} x 4-conv towers ({args.channels} ch), input {width}x{height}, one query per level "
           f"(tap {tap}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{'channels-last' if args.channels_last else 'contiguous'} memory, "
+          f"{'malloc reusing freed maps' if malloc_tuned else 'system malloc'}, "
           f"median of {args.repeats}\n")
     print("| measure | full | traced | traced / full |")
     print("|---|---:|---:|---:|")
@@ -99,6 +122,12 @@ def main() -> None:
           f"{approx['exact_positions']:,} | {approx['exact_positions'] / max(1, approx['rect_positions']):.3f} |")
     print(f"| GMACs on rectangles vs exact set | {approx['rect_macs'] / 1e9:.3f} | {approx['exact_macs'] / 1e9:.3f} "
           f"| {approx['exact_macs'] / max(1, approx['rect_macs']):.3f} |")
+    t_seg = statistics.median(seg_times)
+    print(f"| CPU wall time, full run through the tracer's compiled whole-map segment (same rewrite) (ms) | "
+          f"{t_seg * 1e3:.0f} | {t_traced * 1e3:.0f} | {t_traced / t_seg:.3f} |")
+    t_plain = statistics.median(plain_times)
+    print(f"| CPU wall time, traced with the whole-map segment not rewritten (ms) | {t_full * 1e3:.0f} | "
+          f"{t_plain * 1e3:.0f} | {t_plain / t_full:.3f} |")
     med = {k: statistics.median(v) * 1e3 for k, v in stages.items()}
     print("\ntraced run by stage (ms, medians): " + ", ".join(f"{k} {v:.1f}" for k, v in med.items()))
     bound = plan.ratio + 0.08

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tracenet.bench.efficiency import photo, taps_for  # noqa: E402
 from tracenet.predictor import TapSegmenter  # noqa: E402
-from tracenet.rft import ReceptiveFieldTracer  # noqa: E402
+from tracenet.rft import ReceptiveFieldTracer, segment  # noqa: E402
 
 STAGES = ("shapes", "plan", "segment", "whole_map", "cropped")
 
@@ -68,6 +68,10 @@ def main() -> None:
     seg.set_image(image)
     cold, cold_stages = tap(taps[0])
     seg.predict(taps[0], use_rft=False)
+    segment.REWRITE = False  # compile the not-rewritten segment too, outside the timed loop
+    seg.set_image(image)
+    seg.predict(taps[0])
+    segment.REWRITE = True
 
     rows: dict[str, list[float]] = {}
 
@@ -82,6 +86,14 @@ def main() -> None:
         for k in STAGES:
             add(f"traced first: {k}", stages.get(k, 0.0))
         add("traced first: candidates + masks", res.latency_ms - sum(stages.get(k, 0.0) for k in STAGES))
+        seg.set_image(image)  # the same first tap with the whole-map segment not rewritten (tracenet.rft.inplace)
+        segment.REWRITE = False
+        try:
+            add("traced first, segment not rewritten", tap(xy, cpu_key="traced first, not rewritten")[0].latency_ms)
+        finally:
+            segment.REWRITE = True
+        seg.set_image(image)
+        tap(xy)
         res, stages = tap(taps[(i + 1) % len(taps)], cpu_key="traced repeat")
         add("traced repeat", res.latency_ms)
         for k in STAGES:

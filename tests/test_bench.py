@@ -21,4 +21,10 @@ def test_bench_writes_json_and_markdown(tmp_path, capsys) -> None:
     assert traced["first_ms"] > 0 and traced["first_per_s"] == 1e3 / traced["first_ms"]
     table = (tmp_path / "bench.md").read_text()
     assert "| TraceNet-lite0 |" in table and "| FullNet-lite0 |" in table
+    # the ratio table: each TraceNet time over FullNet's first tap, against issue 16's targets
+    ratio_line = next(line for line in table.splitlines() if line.startswith("| lite0 | first tap, mask over the box |"))
+    cells = [c.strip() for c in ratio_line.strip("|").split("|")]
+    boxed = rows["TraceNet-lite0 (mask over box)"]
+    assert cells[2] == f"{boxed['first_ms']:.1f}" and cells[3] == f"{full['first_ms']:.1f}"
+    assert cells[4] == f"{boxed['first_ms'] / full['first_ms']:.3f}" and cells[5].startswith("<= 0.55")
     assert "TraceNet-lite0" in capsys.readouterr().out

@@ -38,6 +38,7 @@ from tracenet.model.postprocess import (
     rank_candidates,
 )
 from tracenet.model.tap_ranker import TapRanker, candidate_features
+from tracenet.rft.allocator import reuse_freed_memory
 from tracenet.refine import RefineConfig
 from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
 from tracenet.tap.core import ConcurrentUseError, TapCore, TapOutputs, TapResult
@@ -102,6 +103,7 @@ class TapSegmenter(TapCore):
         self.mask_region = mask_region
         self.box_margin = int(box_margin)
         self.tracer = ReceptiveFieldTracer(self.model)
+        reuse_freed_memory()  # large feature maps reuse freed memory instead of fresh pages (tracenet.rft.allocator)
         self._x: torch.Tensor | None = None
         self._cache = TraceCache()
         self._full_out: dict[str, torch.Tensor] | None = None

@@ -60,68 +60,48 @@ def taps_for(width: int, height: int, n: int = 6) -> list[tuple[int, int]]:
 
 
 def tracenet_rows(name: str, image: np.ndarray, taps: list[tuple[int, int]], repeats: int) -> list[Row]:
-    """TraceNet and FullNet rows for one model preset (random head weights; backbones as the preset says)."""
+    """TraceNet, FullNet and TraceNet with the mask over the box, for one model preset (random head weights;
+    backbones as the preset says), interleaved photo by photo so that their ratios compare on a shared machine."""
     cfg = preset(name, pretrained_backbone=name.startswith("lite"))
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    seg = TapSegmenter(model, cfg, min_score=0.0, require_tap_inside=False, max_side=max(image.shape[:2]))
+    size = max(image.shape[:2])
+    seg = TapSegmenter(model, cfg, min_score=0.0, require_tap_inside=False, max_side=size)
+    boxed = TapSegmenter(model, cfg, min_score=0.0, require_tap_inside=False, max_side=size, mask_region="box")
     seg.set_image(image)
-    seg.predict(taps[0])  # shapes for this size, warm caches of the kernels
+    refs = {tap: seg.predict(tap).mask for tap in taps[1:]}  # image-wide masks (deterministic), warms the shapes
     seg.predict(taps[0], use_rft=False)
-    timings: dict[str, list[float]] = {"rft_first": [], "rft_repeat": [], "full_first": [], "full_repeat": []}
+    boxed.set_image(image)
+    boxed.predict(taps[0])
+    timings: dict[str, list[float]] = {}
     macs: dict[str, int] = {}
+    ious: list[float] = []
     for i in range(repeats):
-        for use_rft in (True, False):
-            key = "rft" if use_rft else "full"
-            seg.set_image(image)
-            first = seg.predict(taps[i % len(taps)], use_rft=use_rft)
-            timings[f"{key}_first"].append(first.latency_ms)
+        for key, engine, use_rft in (("rft", seg, True), ("full", seg, False), ("box", boxed, True)):
+            engine.set_image(image)
+            first = engine.predict(taps[i % len(taps)], use_rft=use_rft)
+            timings.setdefault(f"{key}_first", []).append(first.latency_ms)
             macs[f"{key}_first"] = first.macs
             for tap in taps[1:]:
-                rep = seg.predict(tap, use_rft=use_rft)
-                timings[f"{key}_repeat"].append(rep.latency_ms)
+                rep = engine.predict(tap, use_rft=use_rft)
+                timings.setdefault(f"{key}_repeat", []).append(rep.latency_ms)
                 macs[f"{key}_repeat"] = rep.macs
+                if key == "box" and i == 0:  # the boxed masks are deterministic too: one IoU per tap
+                    union = np.logical_or(refs[tap], rep.mask).sum()
+                    ious.append(float(np.logical_and(refs[tap], rep.mask).sum() / union) if union else 1.0)
     med = {k: statistics.median(v) for k, v in timings.items()}
     full = first.full_macs
-    boxed = _box_mode_row(name, model, cfg, params, image, taps, repeats, seg)
+    iou = float(np.mean(ious)) if ious else float("nan")
     return [
         Row(f"TraceNet-{name}", params, macs["rft_first"] / 1e9, macs["rft_repeat"] / 1e9, med["rft_first"],
             med["rft_repeat"], extra={"full_macs_g": full / 1e9}),
         Row(f"FullNet-{name}", params, full / 1e9, 0.0, med["full_first"], med["full_repeat"],
             notes="repeat taps reuse the full output"),
-        boxed,
+        Row(f"TraceNet-{name} (mask over box)", params, macs["box_first"] / 1e9, macs["box_repeat"] / 1e9,
+            med["box_first"], med["box_repeat"], notes=f"mask IoU vs image-wide mask {iou:.3f}",
+            extra={"mask_iou_vs_image": iou}),
     ]
-
-
-def _box_mode_row(name: str, model, cfg, params: float, image: np.ndarray, taps, repeats: int,
-                  image_wide: TapSegmenter) -> Row:
-    """TraceNet with the mask branch run only over the predicted box: work, latency, and how much its masks
-    differ from the image-wide ones at the same taps (mean IoU)."""
-    seg = TapSegmenter(model, cfg, min_score=0.0, require_tap_inside=False, max_side=max(image.shape[:2]),
-                       mask_region="box")
-    seg.set_image(image)
-    seg.predict(taps[0])
-    image_wide.set_image(image)
-    refs = {tap: image_wide.predict(tap).mask for tap in taps[1:]}  # image-wide masks, deterministic: once
-    first_ms, repeat_ms, ious = [], [], []
-    macs_first = macs_repeat = 0
-    for i in range(repeats):
-        seg.set_image(image)
-        res = seg.predict(taps[i % len(taps)])
-        first_ms.append(res.latency_ms)
-        macs_first = res.macs
-        for tap in taps[1:]:
-            rep = seg.predict(tap)
-            repeat_ms.append(rep.latency_ms)
-            macs_repeat = rep.macs
-            if i == 0:  # the boxed masks are deterministic too: one IoU per tap
-                union = np.logical_or(refs[tap], rep.mask).sum()
-                ious.append(float(np.logical_and(refs[tap], rep.mask).sum() / union) if union else 1.0)
-    iou = float(np.mean(ious)) if ious else float("nan")
-    return Row(f"TraceNet-{name} (mask over box)", params, macs_first / 1e9, macs_repeat / 1e9,
-               statistics.median(first_ms), statistics.median(repeat_ms),
-               notes=f"mask IoU vs image-wide mask {iou:.3f}", extra={"mask_iou_vs_image": iou})
 
 
 def sam_rows(image: np.ndarray, taps: list[tuple[int, int]], repeats: int) -> list[Row]:
@@ -206,7 +186,32 @@ def markdown(rows: list[Row], header: str) -> str:
             savings.append(f"{r.method[9:]}: first tap does {100 * (1 - r.macs_first_g / f.macs_first_g):.1f}% less "
                            f"work than FullNet ({r.macs_first_g:.2f} vs {f.macs_first_g:.2f} GMACs), "
                            f"{f.first_ms / r.first_ms:.2f}x its speed")
-    return "\n".join(lines + [""] + [f"- {s}" for s in savings]) + "\n"
+    return "\n".join(lines + [""] + [f"- {s}" for s in savings] + ratio_table(rows)) + "\n"
+
+
+# issue 16's targets: traced first tap, the same with the mask over the box, and a repeat tap, each over FullNet's
+# first tap (wall time, measured interleaved in one run)
+RATIO_TARGETS = (("", "first_ms", 0.65, "first tap"), (" (mask over box)", "first_ms", 0.55,
+                 "first tap, mask over the box"), ("", "repeat_ms", 0.05, "repeat tap"))
+
+
+def ratio_table(rows: list[Row]) -> list[str]:
+    """Markdown lines: TraceNet's wall times over FullNet's first tap, per preset, against the targets."""
+    by = {r.method: r for r in rows}
+    lines = ["", "| preset | measure | TraceNet (ms) | FullNet first tap (ms) | ratio | target |",
+             "|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        if not r.method.startswith("FullNet-"):
+            continue
+        name = r.method[len("FullNet-"):]
+        for suffix, attr, target, label in RATIO_TARGETS:
+            t = by.get(f"TraceNet-{name}{suffix}")
+            if t is None:
+                continue
+            ratio = getattr(t, attr) / r.first_ms
+            lines.append(f"| {name} | {label} | {getattr(t, attr):.1f} | {r.first_ms:.1f} | {ratio:.3f} | "
+                         f"<= {target}: {'met' if ratio <= target else 'not met'} |")
+    return lines if len(lines) > 3 else []
 
 
 def rows_as_json(rows: list[Row]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -154,7 +155,10 @@ def propagate_shapes(cap: Captured, input_shape: tuple[int, ...], dtype: torch.d
 
     class _Recorder(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
-            result = super().run_node(n)
+            if _keeps_shape(n, cap.modules) and isinstance(self.env.get(n.args[0]), torch.Tensor):
+                result = self.env[n.args[0]]  # an activation: its input's shape (PyTorch's meta path is slow)
+            else:
+                result = super().run_node(n)
             shape = _shape_of(result)
             if shape is not None:
                 shapes[n] = shape
@@ -199,6 +203,22 @@ def propagate_shapes(cap: Captured, input_shape: tuple[int, ...], dtype: torch.d
         except Exception as exc:
             raise TracerError(f"shape propagation failed for input shape {tuple(input_shape)}: {exc}") from exc
     return ShapeInfo(input_shape=tuple(input_shape), shapes=shapes, static=static)
+
+
+# elementwise activations whose output has their (only) tensor input's shape, dtype and memory format
+_SHAPE_KEEPING_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+                          nn.LeakyReLU, nn.GELU, nn.Identity, nn.Dropout, nn.Dropout2d)
+_SHAPE_KEEPING_FUNCTIONS = {torch.relu, torch.relu_, torch.sigmoid, torch.tanh, F.relu, F.relu6, F.silu, F.gelu,
+                            F.hardswish, F.hardsigmoid, F.sigmoid}
+
+
+def _keeps_shape(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Is ``node`` an activation called on one tensor and nothing else (its result has that tensor's shape)?"""
+    if len(node.args) != 1 or node.kwargs or not isinstance(node.args[0], fx.Node):
+        return False
+    if node.op == "call_module":
+        return type(modules.get(str(node.target))) in _SHAPE_KEEPING_MODULES
+    return node.op == "call_function" and node.target in _SHAPE_KEEPING_FUNCTIONS
 
 
 def _meta_copy(cap: Captured) -> fx.GraphModule:

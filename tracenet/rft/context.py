@@ -36,8 +36,13 @@ class OpContext:
 
     def shape(self, arg: fx.Node | None = None) -> tuple[int, ...]:
         """Full-run shape of ``arg`` (default: of this node). For tuple results, the shape of the first element."""
-        shp = self.info.shapes[arg if arg is not None else self.node]
-        return tuple(shp[0]) if isinstance(shp, list) else tuple(shp)
+        node = arg if arg is not None else self.node
+        key = ("shape", node)
+        shp = self.memo.get(key)
+        if shp is None:
+            shp = self.info.shapes[node]
+            shp = self.memo[key] = tuple(shp[0]) if isinstance(shp, list) else tuple(shp)
+        return shp
 
     def hw(self, arg: fx.Node | None = None) -> tuple[int, int]:
         shp = self.shape(arg)
@@ -81,8 +86,8 @@ def slice_hw(value: Any, rows: tuple[int, int] | None, cols: tuple[int, int] | N
     return value
 
 
-def crop(comp: Computed, want: Rect) -> Any:
-    """The ``want`` window (inside the map) of a computed value."""
+def crop(comp: Computed, want: Rect, make_dense: bool = True) -> Any:
+    """The ``want`` window (inside the map) of a computed value (``make_dense=False``: a view, not a copy)."""
     have = comp.rect
     if have is None or have == want:
         return comp.value
@@ -91,7 +96,7 @@ def crop(comp: Computed, want: Rect) -> Any:
     part = slice_hw(comp.value, (want.r0 - have.r0, want.r1 - have.r0), (want.c0 - have.c0, want.c1 - have.c0))
     # The full run hands dense tensors to each op; some kernels (e.g. BatchNorm) round differently on strided
     # views, so a sub-window is made dense, in the memory format its map has.
-    return _contiguous(part)
+    return _contiguous(part) if make_dense else part
 
 
 def dense(t: torch.Tensor) -> torch.Tensor:
@@ -119,8 +124,7 @@ def window(comp: Computed, want: Rect, full_hw: tuple[int, int], pad_value: floa
         ref = comp.value
         shape = (*ref.shape[:-2], want.height, want.width)
         return ref.new_full(shape, pad_value)
-    value = crop(comp, inside)
     overhang = want.overhang(height, width)
-    if any(overhang):
-        value = F.pad(value, overhang, mode="constant", value=pad_value)
-    return value
+    if any(overhang):  # F.pad copies the view once, into a dense tensor of the view's memory format
+        return F.pad(crop(comp, inside, make_dense=False), overhang, mode="constant", value=pad_value)
+    return crop(comp, inside)

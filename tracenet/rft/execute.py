@@ -71,10 +71,19 @@ def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, C
     env.seconds["segment"] = time.perf_counter() - start
     start = time.perf_counter()
     if seg is not None:
+        args = [env.values[n].value for n in seg.inputs]
         try:
-            results = seg.module(*(env.values[n].value for n in seg.inputs))
+            results = seg.module(*args)
         except Exception as exc:
-            raise RuntimeError(f"the whole-map part of the plan failed: {exc}") from exc
+            if not seg.optimised:
+                raise RuntimeError(f"the whole-map part of the plan failed: {exc}") from exc
+            # the rewrite did not suit this model (e.g. an in-place addition whose operand's dtype cannot hold the
+            # sum): run the model's own code (the rewrite overwrites only the segment's own intermediates)
+            seg = segment_for(layout, plan, layout.cap.segments, optimised=False)
+            try:
+                results = seg.module(*args)
+            except Exception as exc2:
+                raise RuntimeError(f"the whole-map part of the plan failed: {exc2}") from exc2
         for node, value in zip(seg.outputs, results):
             rect = layout.full_rect(node)
             _check_window(node, value, rect)
@@ -102,7 +111,8 @@ def _check_window(node: fx.Node, value: Any, rect: Rect | None) -> None:
     first = value[0] if isinstance(value, (tuple, list)) and value else value
     if rect is None or not isinstance(first, torch.Tensor):
         return
-    if tuple(first.shape[-2:]) != (rect.height, rect.width):
+    shape = first.shape
+    if len(shape) < 2 or shape[-2] != rect.r1 - rect.r0 or shape[-1] != rect.c1 - rect.c0:
         raise AssertionError(
             f"{describe(node)} produced a {tuple(first.shape[-2:])} window where {rect} "
             f"({rect.height}x{rect.width}) was planned"

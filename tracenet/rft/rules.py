@@ -142,6 +142,14 @@ class PointwiseRule(Rule):
         return result
 
     def run(self, op: OpContext, env: Env, out: Rect) -> Any:
+        plain = op.memo.get("plain_args", ())
+        if plain == ():
+            plain = op.memo["plain_args"] = _plain_tensor_args(op)
+        if plain is not None:  # fast path: only same-size tensor inputs, each computed on exactly this window
+            comps = [env.get(a) for a in plain]
+            if all(c.rect == out for c in comps) and not (
+                    env.is_cached(plain[0]) and is_inplace(op.node, op.cap.modules)):
+                return call_original(op, tuple(c.value for c in comps), {})
         out_h, out_w = op.hw()
         needs = dict(self.needs(op, out))
 
@@ -163,6 +171,18 @@ class PointwiseRule(Rule):
         if isinstance(first, fx.Node) and env.is_cached(first) and is_inplace(op.node, op.cap.modules):
             args = (args[0].clone(), *args[1:])  # never overwrite a cached value (readers were rewired at capture)
         return call_original(op, args, kwargs)
+
+
+def _plain_tensor_args(op: OpContext) -> tuple[fx.Node, ...] | None:
+    """The node's arguments if all are input-dependent tensors with the node's own spatial size (no keyword
+    arguments, no constants), else ``None``."""
+    args = op.node.args
+    if op.node.kwargs or not args or not all(op.is_tensor_node(a) for a in args):
+        return None
+    hw = op.hw()
+    if any(len(op.shape(a)) < 2 or op.hw(a) != hw for a in args):
+        return None
+    return tuple(args)
 
 
 def _crop_constants(pair: tuple[Any, Any], op: OpContext, fn) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 import torch.fx as fx
 
 from tracenet.rft.capture import Captured, is_inplace
+from tracenet.rft.inplace import optimise
 
 
 @dataclass
@@ -28,12 +29,14 @@ class WholeSegment:
 
     ``inputs``: captured-graph nodes whose values the module takes, in order (the model input and cached nodes);
     ``outputs``: the nodes whose values it returns (a tuple, same order); ``nodes``: every node it computes.
+    ``optimised``: whether :func:`tracenet.rft.inplace.optimise` rewrote it (in place where nothing else reads).
     """
 
     module: fx.GraphModule
     inputs: tuple[fx.Node, ...]
     outputs: tuple[fx.Node, ...]
     nodes: frozenset[fx.Node]
+    optimised: bool = False
 
 
 def whole_nodes(layout: Any, plan: Any) -> list[fx.Node]:
@@ -59,14 +62,15 @@ def whole_nodes(layout: Any, plan: Any) -> list[fx.Node]:
 
 
 def build_segment(cap: Captured, static: dict[fx.Node, Any], nodes: list[fx.Node], inputs: list[fx.Node],
-                  outputs: list[fx.Node]) -> WholeSegment:
+                  outputs: list[fx.Node], shapes: dict[fx.Node, Any] | None = None) -> WholeSegment:
     """Copy ``nodes`` (graph order) into a graph of their own and compile it.
 
     Values read from shapes (``static``) are read again inside the segment when they come from values it has (so
     the code serves every input shape), else they become constants (the full run's values).
     Constants of the model (parameters, arithmetic on them) are copied along. An in-place op whose operand is an
     input of the segment (a cached value) or one of its outputs is given a copy, so nothing handed out is
-    overwritten.
+    overwritten. With ``shapes`` (full-run shapes of the captured graph's nodes) the segment is also rewritten
+    to overwrite what nothing else reads (:func:`tracenet.rft.inplace.optimise`).
     """
     graph = fx.Graph()
     env: dict[fx.Node, Any] = {}
@@ -98,12 +102,26 @@ def build_segment(cap: Captured, static: dict[fx.Node, Any], nodes: list[fx.Node
             env[node] = graph.node_copy(node, value_of)
     graph.output(tuple(env[n] for n in outputs))
     module = fx.GraphModule(cap.gm, graph)
-    return WholeSegment(module=module, inputs=tuple(inputs), outputs=tuple(outputs), nodes=frozenset(nodes))
+    seg = WholeSegment(module=module, inputs=tuple(inputs), outputs=tuple(outputs), nodes=frozenset(nodes))
+    if shapes is not None:
+        keep = {env[n] for n in (*inputs, *outputs)}
+        seg_shapes = {env[n]: shapes[n] for n in nodes if n in shapes and n in env}
+        optimise(module, keep, seg_shapes)
+        seg.optimised = True
+    return seg
 
 
-def segment_for(layout: Any, plan: Any, store: dict, max_stored: int = 32) -> WholeSegment | None:
+REWRITE = True
+"""Whether whole-map segments get :func:`tracenet.rft.inplace.optimise`'s rewrite (benchmarks switch it off to
+compare)."""
+
+
+def segment_for(layout: Any, plan: Any, store: dict, max_stored: int = 32, optimised: bool | None = None
+                ) -> WholeSegment | None:
     """The compiled whole-map segment of ``plan`` (``None`` when nothing runs whole), from ``store`` if the same
-    nodes, inputs and outputs were compiled before."""
+    nodes, inputs and outputs were compiled before.
+    ``optimised=False``: the plain copy of the model's code, without rewrites (default: :data:`REWRITE`)."""
+    optimised = REWRITE if optimised is None else optimised
     nodes = whole_nodes(layout, plan)
     if not nodes:
         return None
@@ -118,12 +136,13 @@ def segment_for(layout: Any, plan: Any, store: dict, max_stored: int = 32) -> Wh
     wanted = set(plan.outputs.values())
     outputs = [n for n in nodes if n in wanted or any(u in planned and u not in chosen for u in cap.users[n])]
     key = (tuple(n.name for n in nodes), tuple(n.name for n in inputs), tuple(n.name for n in outputs),
-           _static_key(layout, nodes, inputs))
+           _static_key(layout, nodes, inputs), optimised)
     seg = store.get(key)
     if seg is None:
         if len(store) >= max_stored:
             store.pop(next(iter(store)))
-        seg = store[key] = build_segment(cap, layout.info.static, nodes, inputs, outputs)
+        shapes = layout.info.shapes if optimised else None
+        seg = store[key] = build_segment(cap, layout.info.static, nodes, inputs, outputs, shapes)
     return seg
 
 

@@ -95,6 +95,7 @@ class ReceptiveFieldTracer:
         self.last_plan: Plan | None = None  # the plan of the latest run (its MACs, windows)
         # wall time of the latest run's stages: "shapes", "plan", "whole_map" (compiled segment), "cropped"
         self.last_seconds: dict[str, float] = {}
+        self._outputs: dict[Any, fx.Node] | None = None
 
     # ----------------------------------------------------------------------------------------------- structure
     def layout(self, input_shape: tuple[int, ...]) -> Layout:
@@ -106,7 +107,12 @@ class ReceptiveFieldTracer:
         return lay
 
     def output_nodes(self) -> dict[Any, fx.Node]:
-        """Output key -> graph node (dict keys, tuple/list indices, or 0 for one tensor)."""
+        """Output key -> graph node (dict keys, tuple/list indices, or 0 for one tensor). Computed once."""
+        if self._outputs is None:
+            self._outputs = self._find_outputs()
+        return self._outputs
+
+    def _find_outputs(self) -> dict[Any, fx.Node]:
         out = self.captured.output.args[0]
         if isinstance(out, fx.Node):
             return {0: out}
