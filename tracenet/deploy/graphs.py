@@ -18,6 +18,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torchvision.ops import box_iou
 
 from tracenet.model.dense import TraceNetDense
 from tracenet.deploy.mask_stats import cell_pixel_weights, mask_area_and_cover
@@ -259,17 +260,11 @@ def level_mask_logits(mask_feats: Tensor, params: Tensor, locations_xy: Tensor, 
 
 
 def _greedy_nms(scores: Tensor, boxes: Tensor, iou_threshold: float = NMS_IOU) -> tuple[Tensor, Tensor]:
-    """Greedy NMS as ``torchvision.ops.nms`` computes it, unrolled over the fixed ``K`` candidates so it exports
-    as plain tensor ops: ``order [K]`` by descending score and ``keep bool [K]`` per position of ``order``."""
+    """Greedy NMS as ``torchvision.ops.nms`` computes it, as plain tensor ops that export for any ``K``:
+    ``order [K]`` by descending score and ``keep bool [K]`` per position of ``order``."""
     order = torch.topk(scores, scores.shape[0]).indices  # sorted, descending
     b = boxes[order]
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    x0 = torch.maximum(b[:, None, 0], b[None, :, 0])
-    y0 = torch.maximum(b[:, None, 1], b[None, :, 1])
-    x1 = torch.minimum(b[:, None, 2], b[None, :, 2])
-    y1 = torch.minimum(b[:, None, 3], b[None, :, 3])
-    inter = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)
-    iou = inter / (area[:, None] + area[None, :] - inter)
+    iou = box_iou(b, b)  # [K, K]
     k = scores.shape[0]
     later = torch.arange(k)[None, :] > torch.arange(k)[:, None]
     suppresses = (later & (iou > iou_threshold)).float()  # [K, K]: i (if kept) suppresses j

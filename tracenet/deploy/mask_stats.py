@@ -44,8 +44,8 @@ def cell_pixel_weights() -> Tensor:
 
 
 def _upsample_probs(probs: Tensor) -> Tensor:
-    """The two bilinear stages of :func:`upsample_mask_probs` applied to probabilities ``[N, h, w]`` directly
-    (its sigmoid is the identity's inverse here: pass ``logit(p)``)."""
+    """The two bilinear stages of :func:`upsample_mask_probs` applied to probabilities ``[N, h, w]`` (0 / 1 here):
+    they go in as logits (``logit(p)``, infinities clamped to +-1e4) so that its sigmoid returns them."""
     logits = torch.logit(probs.clamp(0, 1), eps=None).nan_to_num(posinf=1e4, neginf=-1e4)
     h, w = probs.shape[-2] * CELL, probs.shape[-1] * CELL
     return upsample_mask_probs(logits, (h, w)).to(probs.dtype)
