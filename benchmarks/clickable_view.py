@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     Image.open(EXAMPLES / args.photo).convert("RGB").resize((1024, 768), Image.BILINEAR).save(buf, format="PNG")
     app = create_app(lambda: tracenet.load(max_side=1024), device_model=None)
     with TestClient(app, base_url="http://127.0.0.1") as client:
-        image_id = client.post("/api/images", files={"file": ("photo.png", buf.getvalue(), "image/png")}).json()
-        image_id = image_id["image_id"]
+        opened = client.post("/api/images", files={"file": ("photo.png", buf.getvalue(), "image/png")})
+        image_id = opened.json()["image_id"]
         assert client.post("/api/segment", data={"image_id": image_id, "x": x, "y": y}).status_code == 200
         print("| request | seconds | model calls | groups | exact | tolerance |\n|---:|---:|---:|---:|---|---:|")
         for i in range(args.requests):
