@@ -28,6 +28,20 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
+def _options(ort: Any, threads: int | None, *, spinning: bool) -> Any:
+    """Session options. The encoder's threads never busy-wait: once it has run they would otherwise spin while
+    the decoder (and the Python around it) runs, which on 2 cores cost the decoder about a third of its time.
+    The decoder's do: its ~500 small nodes include a dozen convolutions split across threads, and waking a
+    sleeping thread for each costs more than the convolution saves (about 1 ms of a 5 ms decoder on 2 cores);
+    its threads spin only briefly after a run, while the core post-processes on the calling thread."""
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    return options
+
+
 class OnnxTapSegmenter(TapCore):
     """``set_image`` / ``predict`` over an ONNX export, with the same results as
     :class:`~tracenet.predictor.TapSegmenter` (same core; the engine runs the encoder once per image and the
@@ -58,15 +72,8 @@ class OnnxTapSegmenter(TapCore):
                          min_score=min_score if min_score is not None else sel["min_score"],
                          require_tap_inside=require_tap_inside, class_names=self.contract["class_names"],
                          refine=refine, refine_cfg=refine_cfg)
-        options = ort.SessionOptions()
-        # no busy-waiting between runs: the encoder's idle threads would otherwise spin while the decoder (and
-        # the Python around it) runs, which on 2 cores costs the decoder about a third of its time
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        self.encoder = self._session(ort, ENCODER_FILE, options)
-        self.decoder = self._session(ort, DECODER_FILE, options)
+        self.encoder = self._session(ort, ENCODER_FILE, _options(ort, threads, spinning=False))
+        self.decoder = self._session(ort, DECODER_FILE, _options(ort, threads, spinning=True))
         self._decoder_inputs = {v.name for v in self.decoder.get_inputs()}
         self._decoder_outputs = [v.name for v in self.decoder.get_outputs()]
         self._feats: dict[str, np.ndarray] = {}

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torchvision.ops import box_iou
 
-from tracenet.model.dense import TraceNetDense
 from tracenet.deploy.mask_stats import cell_pixel_weights, mask_area_and_cover
+from tracenet.model.dense import TraceNetDense
 from tracenet.model.dynamic_head import LAYER_SHAPES, split_dynamic_params
 from tracenet.model.geometry import LEVELS, SIZES_OF_INTEREST, STRIDES
 from tracenet.model.heads import TraceNetHead
@@ -150,19 +150,27 @@ class TapDecoder(nn.Module):
 
     def _tower(self, layers: nn.Module, x: Tensor, inside: Tensor, inset: int) -> tuple[Tensor, int]:
         """Run ``layers`` on windows ``x`` (inset ``inset`` cells from the full window) without padding, zeroing
-        out-of-map cells before each convolution. (One ``[5, 1, k, k]`` mask rather than row x column masks:
-        onnxruntime keeps the convolutions in its blocked layout across a same-rank multiply.)"""
-        k = self.window
+        out-of-map cells before each convolution but the first (its input's out-of-map cells are the encoder's
+        zero padding). The masks are ``[5, ch, k, k]``, as large as the activations, so that onnxruntime keeps the
+        convolutions in its blocked layout across the multiply instead of reordering around each one."""
         for m in layers.modules() if isinstance(layers, nn.Sequential) else [layers]:
             if isinstance(m, nn.Sequential):
                 continue
             if isinstance(m, nn.Conv2d):
-                x = x * inside[:, :, inset:k - inset, inset:k - inset]
+                if inset:  # (the first convolution reads the encoder's zero padding)
+                    x = x * self._channel_mask(inside, inset, m.in_channels)
                 x = F.conv2d(x, m.weight, m.bias, 1, 0, m.dilation, m.groups)
                 inset += m.padding[0]
             else:
                 x = m(x)
         return x, inset
+
+    def _channel_mask(self, inside: Tensor, inset: int, channels: int) -> Tensor:
+        """``inside`` cropped by ``inset`` and repeated over ``channels``, made by a 1x1 convolution of ones so
+        that onnxruntime keeps it (and the multiply) in its blocked layout."""
+        k = self.window
+        ones = torch.ones(channels, 1, 1, 1, dtype=inside.dtype)
+        return F.conv2d(inside[:, :, inset:k - inset, inset:k - inset], ones)
 
     def _heads(self, levels: list[Tensor], cells: Tensor) -> dict[str, Tensor]:
         """``{"cls": [C, 5], "box": [4, 5], "ctr": [1, 5], "ctrl": [169, 5]}`` at the tap's cells."""
@@ -204,9 +212,9 @@ class TapDecoder(nn.Module):
         locations = torch.stack([xs, ys], dim=1)
         computed = level_mask_logits(mask_feats, g["ctrl"].t().index_select(0, picked),
                                      locations.index_select(0, picked), picked)  # [E, H_3, W_3]
-        blank = torch.full_like(mask_feats[0, :1], NOT_COMPUTED).repeat(n_lvl, 1, 1)  # [5, H_3, W_3]
+        blank = torch.full((n_lvl, mask_feats.shape[2], mask_feats.shape[3]), NOT_COMPUTED)  # [5, H_3, W_3]
         level_masks = blank.index_put((picked,), computed)
-        mask_logits = level_masks.repeat(n_cls, 1, 1)  # [K, H_3, W_3]
+        mask_logits = level_masks.repeat(n_cls, 1, 1) if n_cls > 1 else level_masks  # [K, H_3, W_3]
         order, keep = _greedy_nms(scores, boxes)
         outputs = [scores, boxes, class_ids, level_index + LEVELS[0], order, keep]
         chosen = order[0]
@@ -252,7 +260,9 @@ def level_mask_logits(mask_feats: Tensor, params: Tensor, locations_xy: Tensor, 
     w_xy = w1[:, :, -2:] / soi  # [E, 8, 2]
     w1 = torch.cat([w1[:, :, :-2], -w_xy], dim=2)
     b1 = biases[0].reshape(n, LAYER_SHAPES[0][1]) + (w_xy * locations_xy[:, None, :]).sum(dim=2)  # [E, 8]
-    x = torch.relu(w1 @ inputs + b1[:, :, None])  # [E, 8, HW]
+    # layer 1 as one 2-D product plus a bias column: onnxruntime fuses it and the relu into one Gemm
+    x = torch.relu(w1.reshape(n * LAYER_SHAPES[0][1], LAYER_SHAPES[0][0]) @ inputs + b1.reshape(-1, 1))
+    x = x.reshape(n, LAYER_SHAPES[0][1], rows * cols)  # [E, 8, HW]
     x = torch.relu(weights[1].reshape(n, LAYER_SHAPES[1][1], LAYER_SHAPES[1][0]) @ x
                    + biases[1].reshape(n, LAYER_SHAPES[1][1], 1))  # explicit sizes: E may be 0
     x = weights[2].reshape(n, 1, LAYER_SHAPES[2][0]) @ x + biases[2].reshape(n, 1, 1)

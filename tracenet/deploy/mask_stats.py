@@ -81,8 +81,7 @@ def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights
     cells = torch.cat([torch.nonzero(exact), tap])  # [M + N, 3]: (candidate, row, col)
     counts = _pixels_in_mask(padded, cells, net_hw, weights).float().sum(dim=1)  # [M + N]
     m = counts.shape[0] - n
-    owner = (cells[:m, 0:1] == cand[None, :]).float()  # [M, N]
-    return areas + counts[:m] @ owner, counts[m:] > 0
+    return areas.scatter_add(0, cells[:m, 0], counts[:m]), counts[m:] > 0
 
 
 def _pixels_in_mask(padded: Tensor, cells: Tensor, net_hw: Tensor, weights: Tensor) -> Tensor:
