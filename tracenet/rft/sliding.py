@@ -111,6 +111,7 @@ class ConvRule(SlidingWindowRule):
         backend = self.full_run_backend(op)
         x = dense(window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0))
         if backend == "mkldnn":
+            given = weight  # the model's own tensor (its storage keys the prepacked copy)
             if isinstance(weight, torch.Tensor) and (_channels_last(x) or _channels_last(weight)):
                 # as F.conv2d does: input and weight in one memory format, channels-last if either is
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -118,6 +119,10 @@ class ConvRule(SlidingWindowRule):
             if self._full_run_reduces_stride(op, p, kernel, stride):
                 # oneDNN runs such a strided 1x1 convolution as subsample-then-1x1 ("rtus"); do the same
                 x, stride = dense(x[..., :: stride[0], :: stride[1]]), (1, 1)
+            if PREPACK and x.dtype == torch.float32 and _channels_last(x) and not op.is_dynamic(p["weight"]):
+                packed = packed_weight(op.memo, given, tuple(x.shape), stride, dilation, groups)
+                return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, [0, 0], list(stride), list(dilation),
+                                                               groups, "none", [], "")
             return torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, dilation, groups)
         with torch.backends.mkldnn.flags(enabled=False):
             return F.conv2d(x, weight, bias, stride, 0, dilation, groups)
@@ -159,6 +164,34 @@ class ConvRule(SlidingWindowRule):
         in_ch = op.shape(p["input"])[1]
         area = out.area if out is not None else shp[-2] * shp[-1]
         return shp[0] * shp[1] * area * (in_ch // int(p["groups"])) * kh * kw
+
+
+PREPACK = True
+"""Whether cropped oneDNN convolutions of channels-last crops use prepacked weights (benchmarks switch it off to
+compare)."""
+
+MAX_PACKED_PER_NODE = 64
+"""How many crop shapes a convolution node keeps a prepacked weight for (a tap's windows take a few shapes;
+taps near the borders add more)."""
+
+
+def packed_weight(memo: dict, weight: torch.Tensor, in_shape: tuple[int, ...], stride: tuple[int, int],
+                  dilation: tuple[int, int], groups: int) -> torch.Tensor:
+    """``weight`` reordered once into oneDNN's blocked layout for an unpadded convolution of inputs shaped
+    ``in_shape``, kept in ``memo`` (a node's memo: one entry per crop shape, keyed by the weight's storage and
+    version, so a changed weight is packed again). ``mkldnn._convolution_pointwise`` with it returns what
+    ``torch.mkldnn_convolution`` returns for a channels-last input (bit for bit; tested), without reordering the
+    weight on every call: a repeat tap's cropped head convolutions are small, and the reorder was a large part of
+    each call."""
+    key = ("packed", in_shape, weight.data_ptr(), weight._version, tuple(weight.shape), stride, dilation, groups)
+    packed = memo.get(key)
+    if packed is None:
+        entries = [k for k in memo if isinstance(k, tuple) and k and k[0] == "packed"]
+        if len(entries) >= MAX_PACKED_PER_NODE:
+            del memo[entries[0]]
+        packed = memo[key] = torch._C._nn.mkldnn_reorder_conv2d_weight(
+            weight.contiguous().to_mkldnn(), [0, 0], list(stride), list(dilation), groups, list(in_shape))
+    return packed
 
 
 def _channels_last(t: torch.Tensor) -> bool:
