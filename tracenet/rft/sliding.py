@@ -97,6 +97,42 @@ class ConvRule(SlidingWindowRule):
         return p["input"], kernel, stride, pad, dilation
 
     def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
+        prepared = self._prepare(op, env, out)
+        return prepared if isinstance(prepared, torch.Tensor) else self._convolve(op, prepared)
+
+    def run_batch(self, ops: list[OpContext], env: Env, outs: list[Rect]) -> list[torch.Tensor]:
+        """:meth:`run` for several nodes calling one convolution module (a head shared by pyramid levels): crops
+        of one shape go through the kernel as one batch, ``[k, C, h, w]``, and each node gets its sample (a
+        view). Values equal the one-by-one run's up to float32 summation order (oneDNN may block a batch
+        differently)."""
+        results: list[torch.Tensor | None] = [None] * len(ops)
+        batches: dict[tuple, list[int]] = {}
+        prepared = []
+        for i, (op, out) in enumerate(zip(ops, outs)):
+            prep = self._prepare(op, env, out)
+            prepared.append(prep)
+            if isinstance(prep, torch.Tensor):
+                results[i] = prep
+            else:
+                x, given = prep[0], prep[2]
+                key = (tuple(x.shape), x.stride(), x.dtype, id(prep[1]), id(given), *prep[3:])
+                batches.setdefault(key, []).append(i)
+        for members in batches.values():
+            first = prepared[members[0]]
+            if len(members) == 1:
+                results[members[0]] = self._convolve(ops[members[0]], first)
+                continue
+            x = torch.cat([prepared[i][0] for i in members])
+            if _channels_last(first[0]):
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = self._convolve(ops[members[0]], (x, *first[1:]))
+            for j, i in enumerate(members):
+                results[i] = y[j:j + 1]
+        return results
+
+    def _prepare(self, op: OpContext, env: Env, out: Rect):
+        """The whole-map result (a tensor) or what :meth:`_convolve` takes: ``(input window, weight, the model's
+        weight tensor, bias, stride, dilation, groups, backend)``."""
         p = self.params(op)
         src, kernel, stride, pad, dilation = self.geometry(op)
         weight, bias = (_value(op, env, p[k]) for k in ("weight", "bias"))
@@ -110,8 +146,8 @@ class ConvRule(SlidingWindowRule):
         # each sums in its own order; the crop goes through the kernel the full-size map goes through.
         backend = self.full_run_backend(op)
         x = dense(window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0))
+        given = weight  # the model's own tensor (its storage keys the prepacked copy)
         if backend == "mkldnn":
-            given = weight  # the model's own tensor (its storage keys the prepacked copy)
             if isinstance(weight, torch.Tensor) and (_channels_last(x) or _channels_last(weight)):
                 # as F.conv2d does: input and weight in one memory format, channels-last if either is
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -119,7 +155,14 @@ class ConvRule(SlidingWindowRule):
             if self._full_run_reduces_stride(op, p, kernel, stride):
                 # oneDNN runs such a strided 1x1 convolution as subsample-then-1x1 ("rtus"); do the same
                 x, stride = dense(x[..., :: stride[0], :: stride[1]]), (1, 1)
-            if PREPACK and x.dtype == torch.float32 and _channels_last(x) and not op.is_dynamic(p["weight"]):
+            if op.is_dynamic(p["weight"]):
+                given = None  # computed in this run: never prepacked
+        return x, weight, given, bias, stride, dilation, groups, backend
+
+    def _convolve(self, op: OpContext, prepared: tuple) -> torch.Tensor:
+        x, weight, given, bias, stride, dilation, groups, backend = prepared
+        if backend == "mkldnn":
+            if PREPACK and given is not None and x.dtype == torch.float32 and _channels_last(x):
                 packed = packed_weight(op.memo, given, tuple(x.shape), stride, dilation, groups)
                 return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, [0, 0], list(stride), list(dilation),
                                                                groups, "none", [], "")
