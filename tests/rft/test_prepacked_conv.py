@@ -14,8 +14,8 @@ from tracenet.rft import ReceptiveFieldTracer, TraceCache, sliding
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs PyTorch's oneDNN backend")
 
 
-def _pointwise(x: torch.Tensor, memo: dict, weight: torch.Tensor, bias, stride, dilation, groups) -> torch.Tensor:
-    packed = sliding.packed_weight(memo, weight, tuple(x.shape), stride, dilation, groups)
+def _pointwise(x: torch.Tensor, cache, weight: torch.Tensor, bias, stride, dilation, groups) -> torch.Tensor:
+    packed = cache.get(weight, tuple(x.shape), stride, dilation, groups)
     return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, [0, 0], list(stride), list(dilation), groups,
                                                    "none", [], "")
 
@@ -36,7 +36,7 @@ def test_prepacked_equals_mkldnn_convolution_on_channels_last_crops(threads: int
             bias = torch.randn(cout)
             x = torch.randn(1, cin, h, w).contiguous(memory_format=torch.channels_last)
             ref = torch.mkldnn_convolution(x, weight, bias, (0, 0), (s, s), (d, d), groups)
-            got = _pointwise(x, {}, weight, bias, (s, s), (d, d), groups)
+            got = _pointwise(x, sliding.PackedWeights(), weight, bias, (s, s), (d, d), groups)
             assert torch.equal(got, ref), (cin, cout, k, s, d, groups, h, w)
             assert got.stride() == ref.stride()
     finally:
@@ -47,26 +47,29 @@ def test_packed_weight_is_kept_per_shape_and_repacked_after_an_in_place_change()
     torch.manual_seed(0)
     weight = torch.randn(16, 16, 3, 3).contiguous(memory_format=torch.channels_last)
     x = torch.randn(1, 16, 6, 6).contiguous(memory_format=torch.channels_last)
-    memo: dict = {}
-    first = _pointwise(x, memo, weight, None, (1, 1), (1, 1), 1)
-    _pointwise(x, memo, weight, None, (1, 1), (1, 1), 1)
-    assert len(memo) == 1  # reused
-    _pointwise(x[..., :5, :5].contiguous(memory_format=torch.channels_last), memo, weight, None, (1, 1), (1, 1), 1)
-    assert len(memo) == 2  # one per crop shape
+    cache = sliding.PackedWeights()
+    first = _pointwise(x, cache, weight, None, (1, 1), (1, 1), 1)
+    _pointwise(x, cache, weight, None, (1, 1), (1, 1), 1)
+    assert len(cache) == 1  # reused
+    _pointwise(x[..., :5, :5].contiguous(memory_format=torch.channels_last), cache, weight, None, (1, 1), (1, 1), 1)
+    assert len(cache) == 2  # one per crop shape
     with torch.no_grad():
         weight.mul_(2.0)
-    again = _pointwise(x, memo, weight, None, (1, 1), (1, 1), 1)
+    again = _pointwise(x, cache, weight, None, (1, 1), (1, 1), 1)
     assert torch.equal(again, torch.mkldnn_convolution(x, weight, None, (0, 0), (1, 1), (1, 1), 1))
     assert not torch.equal(again, first)
 
 
-def test_packed_weights_per_node_are_bounded() -> None:
+def test_packed_weights_are_bounded_in_bytes(monkeypatch) -> None:
     weight = torch.randn(8, 8, 1, 1).contiguous(memory_format=torch.channels_last)
-    memo: dict = {}
-    for side in range(1, sliding.MAX_PACKED_PER_NODE + 6):
+    per_entry = 2 * weight.numel() * weight.element_size()
+    monkeypatch.setattr(sliding, "MAX_PACKED_BYTES", 10 * per_entry)
+    cache = sliding.PackedWeights()
+    for side in range(1, 16):
         x = torch.randn(1, 8, side, 2).contiguous(memory_format=torch.channels_last)
-        _pointwise(x, memo, weight, None, (1, 1), (1, 1), 1)
-    assert len(memo) == sliding.MAX_PACKED_PER_NODE
+        y = _pointwise(x, cache, weight, None, (1, 1), (1, 1), 1)
+        assert torch.equal(y, torch.mkldnn_convolution(x, weight, None, (0, 0), (1, 1), (1, 1), 1))
+    assert len(cache) == 10 and cache.nbytes == 10 * per_entry
 
 
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="the bundled checkpoint is not in this checkout")
@@ -80,14 +83,13 @@ def test_traced_taps_bit_identical_with_and_without_prepacking() -> None:
     results = {}
     for prepack in (True, False):
         sliding.PREPACK = prepack
+        sliding.PACKED.clear()
         try:
             tracer, cache = ReceptiveFieldTracer(model), TraceCache()
             results[prepack] = [tracer.gather(x, {f"{kind}_p{lvl}": [(r >> (lvl - 3), c >> (lvl - 3))]
                                                   for kind in ("cls", "ctrl") for lvl in (3, 4, 5, 6, 7)}, cache)
                                 for r, c in taps]
-            packed_entries = sum(1 for ctx in tracer.layout(tuple(x.shape)).contexts.values() for key in ctx.memo
-                                 if isinstance(key, tuple) and key[0] == "packed")
-            assert (packed_entries > 0) == prepack  # the packed path did run (the heads' crops go to oneDNN)
+            assert (len(sliding.PACKED) > 0) == prepack  # the packed path did run (the heads' crops go to oneDNN)
         finally:
             sliding.PREPACK = True
     for packed, plain in zip(results[True], results[False]):

@@ -7,6 +7,8 @@ the full run's up to float32 summation order.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -163,7 +165,7 @@ class ConvRule(SlidingWindowRule):
         x, weight, given, bias, stride, dilation, groups, backend = prepared
         if backend == "mkldnn":
             if PREPACK and given is not None and x.dtype == torch.float32 and _channels_last(x):
-                packed = packed_weight(op.memo, given, tuple(x.shape), stride, dilation, groups)
+                packed = packed_weight(given, tuple(x.shape), stride, dilation, groups)
                 return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, [0, 0], list(stride), list(dilation),
                                                                groups, "none", [], "")
             return torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, dilation, groups)
@@ -218,28 +220,62 @@ PREPACK = True
 """Whether cropped oneDNN convolutions of channels-last crops use prepacked weights (benchmarks switch it off to
 compare)."""
 
-MAX_PACKED_PER_NODE = 64
-"""How many crop shapes a convolution node keeps a prepacked weight for (a tap's windows take a few shapes;
-taps near the borders add more)."""
+MAX_PACKED_BYTES = 64 * 2**20
+"""Memory the prepacked weights may take, all nodes and models together (least recently used go first). A tap's
+windows take one crop shape per layer away from the borders; taps near the borders add a few more."""
 
 
-def packed_weight(memo: dict, weight: torch.Tensor, in_shape: tuple[int, ...], stride: tuple[int, int],
+class PackedWeights:
+    """Prepacked oneDNN weights, least recently used first, at most :data:`MAX_PACKED_BYTES`. Keyed by the weight's
+    storage, version and shape and the crop's shape: an entry holds its weight tensor, so that storage cannot be
+    freed and handed to another tensor while the entry exists, and a weight changed in place is packed again."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, int]] = OrderedDict()
+        self._lock = threading.Lock()  # predictors in different threads share it
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, weight: torch.Tensor, in_shape: tuple[int, ...], stride: tuple[int, int],
+            dilation: tuple[int, int], groups: int) -> torch.Tensor:
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype, in_shape, stride, dilation,
+               groups)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry[1]
+        packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+            weight.contiguous().to_mkldnn(), [0, 0], list(stride), list(dilation), groups, list(in_shape))
+        size = 2 * weight.numel() * weight.element_size()  # the weight it holds and its packed copy
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = (weight, packed, size)
+                self.nbytes += size
+            while self.nbytes > MAX_PACKED_BYTES and len(self._entries) > 1:
+                _, (_, _, freed) = self._entries.popitem(last=False)
+                self.nbytes -= freed
+        return packed
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+
+PACKED = PackedWeights()
+
+
+def packed_weight(weight: torch.Tensor, in_shape: tuple[int, ...], stride: tuple[int, int],
                   dilation: tuple[int, int], groups: int) -> torch.Tensor:
     """``weight`` reordered once into oneDNN's blocked layout for an unpadded convolution of inputs shaped
-    ``in_shape``, kept in ``memo`` (a node's memo: one entry per crop shape, keyed by the weight's storage and
-    version, so a changed weight is packed again). ``mkldnn._convolution_pointwise`` with it returns what
+    ``in_shape`` (kept in :data:`PACKED`). ``mkldnn._convolution_pointwise`` with it returns what
     ``torch.mkldnn_convolution`` returns for a channels-last input (bit for bit; tested), without reordering the
     weight on every call: a repeat tap's cropped head convolutions are small, and the reorder was a large part of
     each call."""
-    key = ("packed", in_shape, weight.data_ptr(), weight._version, tuple(weight.shape), stride, dilation, groups)
-    packed = memo.get(key)
-    if packed is None:
-        entries = [k for k in memo if isinstance(k, tuple) and k and k[0] == "packed"]
-        if len(entries) >= MAX_PACKED_PER_NODE:
-            del memo[entries[0]]
-        packed = memo[key] = torch._C._nn.mkldnn_reorder_conv2d_weight(
-            weight.contiguous().to_mkldnn(), [0, 0], list(stride), list(dilation), groups, list(in_shape))
-    return packed
+    return PACKED.get(weight, in_shape, stride, dilation, groups)
 
 
 def _channels_last(t: torch.Tensor) -> bool:
