@@ -78,21 +78,23 @@ def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights
     whole = (((torch.arange(rows, dtype=torch.int64) + 1) * CELL <= net_hw[0])[:, None]
              & ((torch.arange(cols, dtype=torch.int64) + 1) * CELL <= net_hw[1])[None, :])  # [H_3, W_3]
     sure = (lo > _SURE_LOGIT) & whole
-    exact = hi > 0
     if inside is not None:
-        sure, exact = sure & inside, exact & inside
+        sure = sure & inside
     areas = sure.flatten(1).float().sum(dim=1) * float(CELL * CELL)  # (flatten: N may be 0)
-    exact = exact & ~sure
+    exact = (hi > 0) & ~sure
+    if inside is not None:
+        exact = exact & inside
     cand = torch.arange(n, dtype=torch.int64)
     tap = torch.stack([cand, cell_rc[0].expand(n), cell_rc[1].expand(n)], dim=1)  # [N, 3]
     cells = torch.cat([torch.nonzero(exact), tap])  # [M + N, 3]: (candidate, row, col)
     counts = _pixels_in_mask(padded, cells, net_hw, weights).float().sum(dim=1)  # [M + N]
     m = counts.shape[0] - n
     owner = (cells[:m, 0:1] == cand[None, :]).float()  # [M, N]
+    areas = areas + counts[:m] @ owner
     covers = counts[m:] > 0
     if inside is not None:
         covers = covers & inside[:, cell_rc[0], cell_rc[1]]
-    return areas + counts[:m] @ owner, covers
+    return areas, covers
 
 
 def _pixels_in_mask(padded: Tensor, cells: Tensor, net_hw: Tensor, weights: Tensor) -> Tensor:
