@@ -62,7 +62,7 @@ def test_packed_weight_is_kept_per_shape_and_repacked_after_an_in_place_change()
 
 def test_packed_weights_are_bounded_in_bytes(monkeypatch) -> None:
     weight = torch.randn(8, 8, 1, 1).contiguous(memory_format=torch.channels_last)
-    per_entry = 2 * weight.numel() * weight.element_size()
+    per_entry = weight.numel() * weight.element_size()
     monkeypatch.setattr(sliding, "MAX_PACKED_BYTES", 10 * per_entry)
     cache = sliding.PackedWeights()
     for side in range(1, 16):

@@ -220,9 +220,11 @@ PREPACK = True
 """Whether cropped oneDNN convolutions of channels-last crops use prepacked weights (benchmarks switch it off to
 compare)."""
 
-MAX_PACKED_BYTES = 64 * 2**20
+MAX_PACKED_BYTES = 256 * 2**20
 """Memory the prepacked weights may take, all nodes and models together (least recently used go first). A tap's
-windows take one crop shape per layer away from the borders; taps near the borders add a few more."""
+windows take one crop shape per layer away from the borders; taps near the borders add a few more (lite0's heads:
+~60 shapes, 17 MB; with the mask over the box each box window adds the mask branch's shapes). Too small a bound
+makes two predictors evict each other's weights on every tap."""
 
 
 class PackedWeights:
@@ -249,7 +251,7 @@ class PackedWeights:
                 return entry[1]
         packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
             weight.contiguous().to_mkldnn(), [0, 0], list(stride), list(dilation), groups, list(in_shape))
-        size = 2 * weight.numel() * weight.element_size()  # the weight it holds and its packed copy
+        size = weight.numel() * weight.element_size()  # the packed copy (the weight it holds is the model's own)
         with self._lock:
             if key not in self._entries:
                 self._entries[key] = (weight, packed, size)
