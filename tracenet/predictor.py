@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tracenet.deploy.mask_stats import cell_pixel_weights, mask_area_and_cover
 from tracenet.model import (
     TraceNetConfig,
     TraceNetDense,
@@ -29,18 +30,19 @@ from tracenet.model import (
     load_checkpoint,
     normalize,
 )
-from tracenet.model.geometry import LEVELS, STRIDES
+from tracenet.model.dynamic_head import upsample_mask_probs
+from tracenet.model.geometry import LEVELS
 from tracenet.model.postprocess import (
     GATHER_KINDS,
     Candidate,
     all_candidates,
-    candidate_mask_probs,
+    candidate_mask_logits,
     rank_candidates,
 )
 from tracenet.model.tap_ranker import TapRanker, candidate_features
-from tracenet.rft.allocator import reuse_freed_memory
 from tracenet.refine import RefineConfig
 from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
+from tracenet.rft.allocator import reuse_freed_memory
 from tracenet.tap.core import ConcurrentUseError, TapCore, TapOutputs, TapResult
 
 __all__ = ["DEFAULT_CHECKPOINT", "ConcurrentUseError", "TapResult", "TapSegmenter"]
@@ -103,6 +105,7 @@ class TapSegmenter(TapCore):
         self.mask_region = mask_region
         self.box_margin = int(box_margin)
         self.tracer = ReceptiveFieldTracer(self.model)
+        self._cell_weights = cell_pixel_weights()  # for the ranker's mask area / cover features
         reuse_freed_memory()  # large feature maps reuse freed memory instead of fresh pages (tracenet.rft.allocator)
         self._x: torch.Tensor | None = None
         self._cache = TraceCache()
@@ -144,13 +147,13 @@ class TapSegmenter(TapCore):
             return TapOutputs(candidates=cands, order=list(range(len(cands))),
                               mask_probs=lambda k: self._mask_probs(cands[k], mask_feats, use_rft),
                               best_score=cands[0].score if cands else 0.0, macs=macs, full_macs=full_macs)
-        cands, probs, feats, mask_macs, best_score = self.ranker_inputs(gathered, rows_cols, mask_feats, use_rft)
+        cands, mask_probs, feats, mask_macs, best_score = self.ranker_inputs(gathered, rows_cols, mask_feats, use_rft)
         ranks: list[float] = []
         if cands:
             with torch.no_grad():
                 ranks = [float(r) for r in self.ranker(feats)]
         order = sorted(range(len(cands)), key=lambda k: (-ranks[k], k))
-        return TapOutputs(candidates=cands, order=order, mask_probs=lambda k: (probs[k], 0), best_score=best_score,
+        return TapOutputs(candidates=cands, order=order, mask_probs=lambda k: (mask_probs(k), 0), best_score=best_score,
                           macs=macs + mask_macs, full_macs=full_macs, rank_scores=ranks)
 
     def _resize_probs(self, probs: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -184,12 +187,18 @@ class TapSegmenter(TapCore):
 
     def ranker_inputs(self, gathered, rows_cols, mask_feats, use_rft: bool):
         """What the ranker sees at a tap: the candidates scoring at least ``min_score`` (all ``5 x C`` from
-        :func:`~tracenet.model.postprocess.all_candidates`), their mask probabilities (``float32 [H, W]`` at
-        network-input size), their ``[K, F]`` features, the MACs spent on mask features, and the best score of
-        all candidates. Shared with ranker fitting (``tracenet.train.tap_ranker``) so both see the same inputs."""
+        :func:`~tracenet.model.postprocess.all_candidates`), ``mask_probs``: ``k -> float32 [H, W]`` candidate
+        ``k``'s mask probabilities at network-input size (upsampled when asked, once per level), their ``[K, F]``
+        features, the MACs spent on mask features, and the best score of all candidates. Shared with ranker
+        fitting (``tracenet.train.tap_ranker``) so both see the same inputs.
+
+        The mask head runs once per level (every class of a level shares its location and controller output), and
+        the features' mask area and "covers the tap" come from the stride-8 logits
+        (:func:`~tracenet.deploy.mask_stats.mask_area_and_cover`, what the ONNX decoder computes) rather than from
+        every candidate's full-size mask: only the mask a caller asks for is upsampled."""
         every = all_candidates(gathered, rows_cols)
         cands = [c for c in every if c.score >= self.min_score]
-        probs, macs = [], 0
+        macs = 0
         box_feats = None
         if self.mask_region == "box" and use_rft and cands:
             # one traced run over the union of the candidates' windows instead of one run per candidate
@@ -198,36 +207,62 @@ class TapSegmenter(TapCore):
                 union = union.union(self._box_window(cand))
             box_feats = (union, self.tracer.run(self._x, {"mask_feats": union}, self._cache)["mask_feats"][0])
             macs += self.tracer.last_plan.macs
+        levels: dict[int, tuple[torch.Tensor, Rect | None]] = {}  # level -> (logits [H_3, W_3], box window)
         for cand in cands:
-            p, m = self._mask_probs(cand, mask_feats, use_rft, box_feats)
-            probs.append(p)
-            macs += m
-        feats = self.candidate_features(cands, probs, rows_cols[0]) if cands else None
-        return cands, probs, feats, macs, max((c.score for c in every), default=0.0)
+            if cand.level not in levels:
+                logits, rect, m = self._mask_logits(cand, mask_feats, use_rft, box_feats)
+                levels[cand.level] = (logits, rect)
+                macs += m
+        probs: dict[int, torch.Tensor] = {}
 
-    @staticmethod
-    def candidate_features(cands: list[Candidate], probs: list[torch.Tensor], p3_cell: tuple[int, int]):
-        """:func:`~tracenet.model.tap_ranker.candidate_features` of ``cands`` whose mask probabilities
-        (``[H, W]`` at network-input size) are ``probs``; ``p3_cell`` is the tap's ``(row, col)`` on P3."""
-        r, c = p3_cell
-        s = STRIDES[0]
-        masks = [p > 0.5 for p in probs]
+        def mask_probs(k: int) -> torch.Tensor:
+            level = cands[k].level
+            if level not in probs:
+                probs[level] = self._probs_from_logits(*levels[level])
+            return probs[level]
+
+        feats = self.candidate_features(cands, levels, rows_cols[0]) if cands else None
+        return cands, mask_probs, feats, macs, max((c.score for c in every), default=0.0)
+
+    def candidate_features(self, cands: list[Candidate], levels: dict[int, tuple[torch.Tensor, Rect | None]],
+                           p3_cell: tuple[int, int]):
+        """:func:`~tracenet.model.tap_ranker.candidate_features` of ``cands``; ``levels``: level -> (its stride-8
+        mask logits ``[H_3, W_3]``, the box window the mask is kept in or ``None``); ``p3_cell`` is the tap's
+        ``(row, col)`` on P3. Mask area and cover are counted on the logits (equal to counting the upsampled
+        mask's pixels up to float32 summation order: a pixel within ~1e-7 of 0.5 may flip)."""
+        order = sorted(levels)
+        logits = torch.stack([levels[lvl][0] for lvl in order])  # [E, H_3, W_3]
+        inside = None
+        if any(levels[lvl][1] is not None for lvl in order):
+            inside = torch.zeros(logits.shape, dtype=torch.bool)
+            for i, lvl in enumerate(order):
+                rect = levels[lvl][1]
+                inside[i, rect.r0:rect.r1, rect.c0:rect.c1] = True
+        areas, covers = mask_area_and_cover(logits, torch.tensor(self.net_hw), torch.tensor(p3_cell),
+                                            self._cell_weights, inside)
+        at = {lvl: i for i, lvl in enumerate(order)}
         return candidate_features(
             scores=torch.tensor([x.score for x in cands]),
             cls_probs=torch.tensor([x.cls_prob for x in cands]),
             ctr_probs=torch.tensor([x.ctr_prob for x in cands]),
             boxes=torch.tensor([x.box for x in cands]),
             levels=[x.level for x in cands],
-            mask_areas=torch.tensor([int(m.sum()) for m in masks]),
-            covers=torch.tensor([bool(m[r * s:(r + 1) * s, c * s:(c + 1) * s].any()) for m in masks]),
+            mask_areas=torch.stack([areas[at[x.level]] for x in cands]).long(),
+            covers=torch.stack([covers[at[x.level]] for x in cands]),
         )
 
-    def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool,
-                    box_feats: tuple[Rect, torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
-        """``float32 [H, W]`` mask probabilities at network-input size, and the MACs spent on mask features.
-        ``box_feats``: ``(rect, mask_feats window)`` already traced, covering this candidate's box window."""
-        net_hw = self.net_hw
+    def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[torch.Tensor, int]:
+        """``float32 [H, W]`` mask probabilities at network-input size, and the MACs spent on mask features."""
+        logits, rect, macs = self._mask_logits(cand, mask_feats, use_rft)
+        return self._probs_from_logits(logits, rect), macs
+
+    def _mask_logits(self, cand: Candidate, mask_feats, use_rft: bool,
+                     box_feats: tuple[Rect, torch.Tensor] | None = None) -> tuple[torch.Tensor, Rect | None, int]:
+        """The candidate's stride-8 mask logits ``float32 [H_3, W_3]``, the box window its mask is kept in
+        (``None`` with ``mask_region="image"``) and the MACs spent on mask features. ``box_feats``: ``(rect,
+        mask_feats window)`` already traced, covering this candidate's box window."""
         macs = 0
+        rect = None
         if self.mask_region == "box":
             rect = self._box_window(cand)
             if box_feats is not None and box_feats[0].contains(rect):
@@ -243,12 +278,19 @@ class TapSegmenter(TapCore):
         else:
             feats = mask_feats
         with torch.no_grad():
-            probs = candidate_mask_probs(feats, cand, net_hw)
-        if self.mask_region == "box":
+            logits = candidate_mask_logits(feats, cand)[0]
+        return logits, rect, macs
+
+    def _probs_from_logits(self, logits: torch.Tensor, rect: Rect | None) -> torch.Tensor:
+        """``float32 [H, W]`` probabilities at network-input size from ``[H_3, W_3]`` logits; zero outside the box
+        window ``rect`` (whole cells) when there is one."""
+        with torch.no_grad():
+            probs = upsample_mask_probs(logits[None], self.net_hw)[0]
+        if rect is not None:
             keep = torch.zeros_like(probs, dtype=torch.bool)
             keep[rect.r0 * MASK_STRIDE:rect.r1 * MASK_STRIDE, rect.c0 * MASK_STRIDE:rect.c1 * MASK_STRIDE] = True
             probs = torch.where(keep, probs, torch.zeros_like(probs))
-        return probs, macs
+        return probs
 
     def _full_grid(self) -> tuple[int, int]:
         h, w = self.net_hw

@@ -51,7 +51,8 @@ def _upsample_probs(probs: Tensor) -> Tensor:
     return upsample_mask_probs(logits, (h, w)).to(probs.dtype)
 
 
-def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights: Tensor,
+                        inside: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Pixel count and tap cover of each candidate's full-size mask.
 
     Args:
@@ -59,9 +60,12 @@ def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights
         net_hw: ``int64 [2]`` the network input's ``(H, W)``.
         cell_rc: ``int64 [2]`` the tap's ``(row, col)`` on the stride-8 grid.
         weights: :func:`cell_pixel_weights`.
+        inside: optional ``bool [N, H_3, W_3]``: the cells whose pixels the mask keeps (the predictor's
+            ``mask_region="box"`` zeroes the probabilities of every pixel outside a window of whole cells);
+            ``None``: every cell.
 
     Returns:
-        ``areas float32 [N]``: pixels of ``upsample_mask_probs(logits, (H, W)) > 0.5``;
+        ``areas float32 [N]``: pixels of ``upsample_mask_probs(logits, (H, W)) > 0.5`` (in ``inside`` cells);
         ``covers bool [N]``: that mask has a pixel in the tap's 8 x 8 cell (clipped to ``H x W``).
     """
     n, rows, cols = logits.shape
@@ -74,14 +78,22 @@ def mask_area_and_cover(logits: Tensor, net_hw: Tensor, cell_rc: Tensor, weights
     whole = (((torch.arange(rows, dtype=torch.int64) + 1) * CELL <= net_hw[0])[:, None]
              & ((torch.arange(cols, dtype=torch.int64) + 1) * CELL <= net_hw[1])[None, :])  # [H_3, W_3]
     sure = (lo > _SURE_LOGIT) & whole
+    if inside is not None:
+        sure = sure & inside
     areas = sure.flatten(1).float().sum(dim=1) * float(CELL * CELL)  # (flatten: N may be 0)
     exact = (hi > 0) & ~sure
+    if inside is not None:
+        exact = exact & inside
     cand = torch.arange(n, dtype=torch.int64)
     tap = torch.stack([cand, cell_rc[0].expand(n), cell_rc[1].expand(n)], dim=1)  # [N, 3]
     cells = torch.cat([torch.nonzero(exact), tap])  # [M + N, 3]: (candidate, row, col)
     counts = _pixels_in_mask(padded, cells, net_hw, weights).float().sum(dim=1)  # [M + N]
     m = counts.shape[0] - n
-    return areas.scatter_add(0, cells[:m, 0], counts[:m]), counts[m:] > 0
+    areas = areas.scatter_add(0, cells[:m, 0], counts[:m])
+    covers = counts[m:] > 0
+    if inside is not None:
+        covers = covers & inside[:, cell_rc[0], cell_rc[1]]
+    return areas, covers
 
 
 def _pixels_in_mask(padded: Tensor, cells: Tensor, net_hw: Tensor, weights: Tensor) -> Tensor:

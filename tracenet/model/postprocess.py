@@ -161,6 +161,21 @@ def select_candidate(
     return ranked[0]
 
 
+def candidate_mask_logits(mask_feats: Tensor, candidate: Candidate) -> Tensor:
+    """Run the candidate's dynamic mask head: ``mask_feats [1, 8, H_3, W_3]`` (or ``[8, H_3, W_3]``) ->
+    ``float32 [1, H_3, W_3]`` stride-8 mask logits."""
+    if mask_feats.dim() == 3:
+        mask_feats = mask_feats[None]
+    device = mask_feats.device
+    return dynamic_mask_logits(
+        mask_feats,
+        candidate.params.to(device)[None],
+        torch.zeros(1, dtype=torch.long, device=device),
+        torch.tensor([candidate.location_xy], dtype=mask_feats.dtype, device=device),
+        torch.tensor([candidate.level - LEVELS[0]], dtype=torch.long, device=device),
+    )
+
+
 def candidate_mask_probs(mask_feats: Tensor, candidate: Candidate, image_hw: tuple[int, int]) -> Tensor:
     """Run the candidate's dynamic mask head.
 
@@ -172,14 +187,4 @@ def candidate_mask_probs(mask_feats: Tensor, candidate: Candidate, image_hw: tup
     Returns:
         ``float32 [H, W]`` mask probabilities; ``> 0.5`` is the mask.
     """
-    if mask_feats.dim() == 3:
-        mask_feats = mask_feats[None]
-    device = mask_feats.device
-    logits = dynamic_mask_logits(
-        mask_feats,
-        candidate.params.to(device)[None],
-        torch.zeros(1, dtype=torch.long, device=device),
-        torch.tensor([candidate.location_xy], dtype=mask_feats.dtype, device=device),
-        torch.tensor([candidate.level - LEVELS[0]], dtype=torch.long, device=device),
-    )
-    return upsample_mask_probs(logits, image_hw)[0]
+    return upsample_mask_probs(candidate_mask_logits(mask_feats, candidate), image_hw)[0]

@@ -14,11 +14,11 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from tracenet.rft.context import OpContext
 from tracenet.rft.errors import TracerError, UnsupportedOpError
 from tracenet.rft.resample import InterpolateRule, is_local_interpolation
-from tracenet.rft.rules import PadRule, PassThroughRule, PointwiseRule, Rule, WholeRule
+from tracenet.rft.rules import IdentityRule, PadRule, PassThroughRule, PointwiseRule, Rule, WholeRule
 from tracenet.rft.sliding import ConvRule, PoolRule
 
 POINTWISE, WHOLE, CONV, PAD, INTERP = PointwiseRule(), WholeRule(), ConvRule(), PadRule(), InterpolateRule()
-MAXPOOL, AVGPOOL, PASS = PoolRule("max"), PoolRule("avg"), PassThroughRule()
+MAXPOOL, AVGPOOL, PASS, IDENTITY = PoolRule("max"), PoolRule("avg"), PassThroughRule(), IdentityRule()
 
 POINTWISE_MODULES: tuple[type[nn.Module], ...] = (
     nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -98,6 +98,9 @@ def choose_rule(op: OpContext) -> Rule:
 
 def _module_rule(op: OpContext) -> Rule:
     m = op.module
+    if (type(m) is nn.Identity and len(op.node.args) == 1 and not op.node.kwargs and op.tensor_args()
+            and not isinstance(op.info.shapes.get(op.node), list) and len(op.shape()) >= 2):
+        return IDENTITY
     for kind, rule in MODULE_RULES.items():
         if isinstance(m, kind):
             return rule

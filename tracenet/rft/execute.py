@@ -10,12 +10,14 @@ import torch
 import torch.fx as fx
 from torch.fx.node import map_aggregate
 
+from tracenet.rft.capture import is_inplace
 from tracenet.rft.context import Computed
 from tracenet.rft.errors import describe
-from tracenet.rft.plan import Layout, Plan
+from tracenet.rft.plan import Layout, Plan, Step
 from tracenet.rft.regions import Rect
 from tracenet.rft.rules import WholeRule, call_original
 from tracenet.rft.segment import segment_for
+from tracenet.rft.sliding import ConvRule
 
 
 class RunEnv:
@@ -90,20 +92,80 @@ def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, C
             env.values[node] = Computed(value, rect)
     env.seconds["whole_map"] = time.perf_counter() - start
     start = time.perf_counter()
-    for step in plan.steps:
-        node = step.node
-        if step.kind == "cached" or (seg is not None and node in seg.nodes):
-            continue
-        op = layout.op(node)
-        try:
-            value = step.rule.run(op, env, step.rect)
-        except Exception as exc:
-            raise RuntimeError(f"cropped execution failed at {describe(node)} for window {step.rect}: {exc}") from exc
-        rect = layout.full_rect(node) if isinstance(step.rule, WholeRule) else step.rect
-        _check_window(node, value, rect)
-        env.values[node] = Computed(value, rect)
+    cropped = [s for s in plan.steps if s.kind != "cached" and not (seg is not None and s.node in seg.nodes)]
+    for group in cropped_order(layout, cropped):
+        if len(group) == 1:
+            step = group[0]
+            try:
+                values = [step.rule.run(layout.op(step.node), env, step.rect)]
+            except Exception as exc:
+                raise RuntimeError(f"cropped execution failed at {describe(step.node)} for window {step.rect}: "
+                                   f"{exc}") from exc
+        else:
+            try:
+                values = group[0].rule.run_batch([layout.op(s.node) for s in group], env, [s.rect for s in group])
+            except Exception as exc:
+                names = ", ".join(describe(s.node) for s in group)
+                raise RuntimeError(f"cropped execution failed at {names} (run as one batch): {exc}") from exc
+        for step, value in zip(group, values):
+            rect = layout.full_rect(step.node) if isinstance(step.rule, WholeRule) else step.rect
+            _check_window(step.node, value, rect)
+            env.values[step.node] = Computed(value, rect)
     env.seconds["cropped"] = time.perf_counter() - start
     return env
+
+
+BATCH = True
+"""Whether cropped convolutions calling one module (a head shared by pyramid levels) run as one batch
+(benchmarks and tests switch it off to compare)."""
+
+
+def cropped_order(layout: Layout, steps: list[Step]) -> list[list[Step]]:
+    """The cropped ``steps`` (graph order) as groups to run one after another: one step each, except that steps of
+    :class:`~tracenet.rft.sliding.ConvRule` calling the same module at the same depth form one group (run as a
+    batch). Depth is the longest path to the end of the cropped part, so the same layer of parallel branches
+    (one head on several pyramid levels) lines up; every step's inputs have a greater depth, and steps are run
+    by decreasing depth. With an in-place op among the steps the graph order is kept (an in-place op must not
+    move past a reader of the value it overwrites)."""
+    if not BATCH or len(steps) < 2:
+        return [[s] for s in steps]
+    modules = layout.cap.modules
+    convs = 0
+    for s in steps:
+        op = layout.op(s.node)
+        inplace = op.memo.get("inplace")
+        if inplace is None:
+            inplace = op.memo["inplace"] = is_inplace(s.node, modules)
+        if inplace:
+            return [[s] for s in steps]
+        convs += isinstance(s.rule, ConvRule) and s.node.op == "call_module"
+    if convs < 2:
+        return [[s] for s in steps]
+    index = {s.node: i for i, s in enumerate(steps)}
+    users = layout.cap.users
+    depth = [0] * len(steps)
+    for i in range(len(steps) - 1, -1, -1):
+        deepest = -1
+        for u in users[steps[i].node]:
+            j = index.get(u)
+            if j is not None and depth[j] > deepest:
+                deepest = depth[j]
+        depth[i] = deepest + 1
+    groups: list[list[Step]] = []
+    shared: dict[tuple, list[Step]] = {}
+    for i in sorted(range(len(steps)), key=lambda k: (-depth[k], k)):
+        s = steps[i]
+        if isinstance(s.rule, ConvRule) and s.node.op == "call_module":
+            key = (depth[i], s.node.target)
+            group = shared.get(key)
+            if group is not None:
+                group.append(s)
+                continue
+            group = shared[key] = [s]
+            groups.append(group)
+        else:
+            groups.append([s])
+    return groups
 
 
 def _check_window(node: fx.Node, value: Any, rect: Rect | None) -> None:

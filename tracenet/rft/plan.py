@@ -33,6 +33,7 @@ class Layout:
     rules: dict[fx.Node, Rule] = field(default_factory=dict)
     contexts: dict[fx.Node, OpContext] = field(default_factory=dict)
     _full_macs: dict[str, int] | None = None
+    _full_rects: dict[fx.Node, Rect | None] = field(default_factory=dict)
 
     def op(self, node: fx.Node) -> OpContext:
         ctx = self.contexts.get(node)
@@ -47,9 +48,14 @@ class Layout:
         return rule
 
     def full_rect(self, node: fx.Node) -> Rect | None:
-        shp = self.info.shapes[node]
-        shp = shp[0] if isinstance(shp, list) else shp
-        return Rect.full(shp[-2], shp[-1]) if len(shp) >= 2 else None
+        """The node's whole map as a window (``None`` below two dims); memoised (planning and every run ask)."""
+        try:
+            return self._full_rects[node]
+        except KeyError:
+            shp = self.info.shapes[node]
+            shp = shp[0] if isinstance(shp, list) else shp
+            rect = self._full_rects[node] = Rect.full(shp[-2], shp[-1]) if len(shp) >= 2 else None
+            return rect
 
     def full_macs(self) -> dict[str, int]:
         """MACs of every node in the full (untraced) run; ops without a rule count 0. Computed once."""

@@ -237,6 +237,19 @@ class PadRule(Rule):
         return window(env.get(src), Rect(out.r0 - top, out.r1 - top, out.c0 - left, out.c1 - left), op.hw(src), value)
 
 
+class IdentityRule(Rule):
+    """``nn.Identity`` (what folding BatchNorm into a convolution leaves behind): its input's value, same window,
+    without calling anything (it is a fifth of the nodes of a folded model's heads)."""
+
+    name = "identity"
+
+    def needs(self, op: OpContext, out: Rect) -> Needs:
+        return [(op.node.args[0], out)]
+
+    def run(self, op: OpContext, env: Env, out: Rect) -> Any:
+        return crop(env.get(op.node.args[0]), out)
+
+
 class PassThroughRule(Rule):
     """``getitem`` on a tuple result (e.g. of ``chunk`` along channels): same window as its source."""
 

@@ -7,6 +7,8 @@ the full run's up to float32 summation order.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -97,6 +99,42 @@ class ConvRule(SlidingWindowRule):
         return p["input"], kernel, stride, pad, dilation
 
     def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
+        prepared = self._prepare(op, env, out)
+        return prepared if isinstance(prepared, torch.Tensor) else self._convolve(op, prepared)
+
+    def run_batch(self, ops: list[OpContext], env: Env, outs: list[Rect]) -> list[torch.Tensor]:
+        """:meth:`run` for several nodes calling one convolution module (a head shared by pyramid levels): crops
+        of one shape go through the kernel as one batch, ``[k, C, h, w]``, and each node gets its sample (a
+        view). Values equal the one-by-one run's up to float32 summation order (oneDNN may block a batch
+        differently)."""
+        results: list[torch.Tensor | None] = [None] * len(ops)
+        batches: dict[tuple, list[int]] = {}
+        prepared = []
+        for i, (op, out) in enumerate(zip(ops, outs)):
+            prep = self._prepare(op, env, out)
+            prepared.append(prep)
+            if isinstance(prep, torch.Tensor):
+                results[i] = prep
+            else:
+                x, given = prep[0], prep[2]
+                key = (tuple(x.shape), x.stride(), x.dtype, id(prep[1]), id(given), *prep[3:])
+                batches.setdefault(key, []).append(i)
+        for members in batches.values():
+            first = prepared[members[0]]
+            if len(members) == 1:
+                results[members[0]] = self._convolve(ops[members[0]], first)
+                continue
+            x = torch.cat([prepared[i][0] for i in members])
+            if _channels_last(first[0]):
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = self._convolve(ops[members[0]], (x, *first[1:]))
+            for j, i in enumerate(members):
+                results[i] = y[j:j + 1]
+        return results
+
+    def _prepare(self, op: OpContext, env: Env, out: Rect):
+        """The whole-map result (a tensor) or what :meth:`_convolve` takes: ``(input window, weight, the model's
+        weight tensor, bias, stride, dilation, groups, backend)``."""
         p = self.params(op)
         src, kernel, stride, pad, dilation = self.geometry(op)
         weight, bias = (_value(op, env, p[k]) for k in ("weight", "bias"))
@@ -110,6 +148,7 @@ class ConvRule(SlidingWindowRule):
         # each sums in its own order; the crop goes through the kernel the full-size map goes through.
         backend = self.full_run_backend(op)
         x = dense(window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0))
+        given = weight  # the model's own tensor (its storage keys the prepacked copy)
         if backend == "mkldnn":
             if isinstance(weight, torch.Tensor) and (_channels_last(x) or _channels_last(weight)):
                 # as F.conv2d does: input and weight in one memory format, channels-last if either is
@@ -118,15 +157,29 @@ class ConvRule(SlidingWindowRule):
             if self._full_run_reduces_stride(op, p, kernel, stride):
                 # oneDNN runs such a strided 1x1 convolution as subsample-then-1x1 ("rtus"); do the same
                 x, stride = dense(x[..., :: stride[0], :: stride[1]]), (1, 1)
+            if op.is_dynamic(p["weight"]):
+                given = None  # computed in this run: never prepacked
+        return x, weight, given, bias, stride, dilation, groups, backend
+
+    def _convolve(self, op: OpContext, prepared: tuple) -> torch.Tensor:
+        x, weight, given, bias, stride, dilation, groups, backend = prepared
+        if backend == "mkldnn":
+            if PREPACK and given is not None and x.dtype == torch.float32 and _channels_last(x):
+                packed = packed_weight(given, tuple(x.shape), stride, dilation, groups)
+                return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, [0, 0], list(stride), list(dilation),
+                                                               groups, "none", [], "")
             return torch.mkldnn_convolution(x, weight, bias, (0, 0), stride, dilation, groups)
-        with torch.backends.mkldnn.flags(enabled=False):
+        enabled = torch._C._get_mkldnn_enabled()  # (torch.backends.mkldnn.flags(enabled=False), cheaper)
+        torch._C._set_mkldnn_enabled(False)
+        try:
             return F.conv2d(x, weight, bias, stride, 0, dilation, groups)
+        finally:
+            torch._C._set_mkldnn_enabled(enabled)
 
     def full_run_backend(self, op: OpContext) -> str:
         """How the full-size convolution runs: ``"mkldnn"`` or ``"native"``. Decided from shapes with PyTorch's
         own backend selection, once per node and input shape."""
-        key = ("backend", torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
-               torch.get_num_threads())
+        key = ("backend", _HAS_MKLDNN and torch._C._get_mkldnn_enabled(), torch.get_num_threads())
         if key not in op.memo:
             p = self.params(op)
             _src, kernel, stride, pad, dilation = self.geometry(op)
@@ -159,6 +212,72 @@ class ConvRule(SlidingWindowRule):
         in_ch = op.shape(p["input"])[1]
         area = out.area if out is not None else shp[-2] * shp[-1]
         return shp[0] * shp[1] * area * (in_ch // int(p["groups"])) * kh * kw
+
+
+_HAS_MKLDNN = torch.backends.mkldnn.is_available()
+
+PREPACK = True
+"""Whether cropped oneDNN convolutions of channels-last crops use prepacked weights (benchmarks switch it off to
+compare)."""
+
+MAX_PACKED_BYTES = 256 * 2**20
+"""Memory the prepacked weights may take, all nodes and models together (least recently used go first). A tap's
+windows take one crop shape per layer away from the borders; taps near the borders add a few more (lite0's heads:
+~60 shapes, 17 MB; with the mask over the box each box window adds the mask branch's shapes). Too small a bound
+makes two predictors evict each other's weights on every tap."""
+
+
+class PackedWeights:
+    """Prepacked oneDNN weights, least recently used first, at most :data:`MAX_PACKED_BYTES`. Keyed by the weight's
+    storage, version and shape and the crop's shape: an entry holds its weight tensor, so that storage cannot be
+    freed and handed to another tensor while the entry exists, and a weight changed in place is packed again."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, int]] = OrderedDict()
+        self._lock = threading.Lock()  # predictors in different threads share it
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, weight: torch.Tensor, in_shape: tuple[int, ...], stride: tuple[int, int],
+            dilation: tuple[int, int], groups: int) -> torch.Tensor:
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype, in_shape, stride, dilation,
+               groups)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry[1]
+        packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+            weight.contiguous().to_mkldnn(), [0, 0], list(stride), list(dilation), groups, list(in_shape))
+        size = weight.numel() * weight.element_size()  # the packed copy (the weight it holds is the model's own)
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = (weight, packed, size)
+                self.nbytes += size
+            while self.nbytes > MAX_PACKED_BYTES and len(self._entries) > 1:
+                _, (_, _, freed) = self._entries.popitem(last=False)
+                self.nbytes -= freed
+        return packed
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+
+PACKED = PackedWeights()
+
+
+def packed_weight(weight: torch.Tensor, in_shape: tuple[int, ...], stride: tuple[int, int],
+                  dilation: tuple[int, int], groups: int) -> torch.Tensor:
+    """``weight`` reordered once into oneDNN's blocked layout for an unpadded convolution of inputs shaped
+    ``in_shape`` (kept in :data:`PACKED`). ``mkldnn._convolution_pointwise`` with it returns what
+    ``torch.mkldnn_convolution`` returns for a channels-last input (bit for bit; tested), without reordering the
+    weight on every call: a repeat tap's cropped head convolutions are small, and the reorder was a large part of
+    each call."""
+    return PACKED.get(weight, in_shape, stride, dilation, groups)
 
 
 def _channels_last(t: torch.Tensor) -> bool:

@@ -88,6 +88,7 @@ class ReceptiveFieldTracer:
 
     def __init__(self, model: nn.Module, *, max_plans: int = 64) -> None:
         self.model = model
+        self._submodules = list(model.named_modules())  # checked for training mode on every run
         self.captured = capture(model)
         self._layouts: dict[tuple, Layout] = {}
         self._plans: OrderedDict[tuple, Plan] = OrderedDict()
@@ -208,7 +209,7 @@ class ReceptiveFieldTracer:
         return result
 
     def _check_eval(self) -> None:
-        training = [name or type(self.model).__name__ for name, m in self.model.named_modules() if m.training]
+        training = [name or type(self.model).__name__ for name, m in self._submodules if m.training]
         if training:
             raise TracerError(
                 f"the model is in training mode ({', '.join(training[:3])}{'...' if len(training) > 3 else ''}); "

@@ -87,8 +87,9 @@ def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path
                 key = tuple(rows_cols)
                 if key not in per_cell:
                     gathered, mask_feats, _ = segmenter._full(rows_cols)  # one full run per image, cached
-                    _, probs, feats, _, _ = segmenter.ranker_inputs(gathered, rows_cols, mask_feats, use_rft=False)
-                    per_cell[key] = (feats, [segmenter._image_mask(p) for p in probs])
+                    cands, mask_probs, feats, _, _ = segmenter.ranker_inputs(gathered, rows_cols, mask_feats,
+                                                                             use_rft=False)
+                    per_cell[key] = (feats, [segmenter._image_mask(mask_probs(k)) for k in range(len(cands))])
                 feats, masks = per_cell[key]
                 inter = [int((m & gt).sum()) for m in masks]
                 union = [gt_area + int(m.sum()) - i for m, i in zip(masks, inter)]
