@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tracenet.rft import ReceptiveFieldTracer
+from tracenet.rft import ReceptiveFieldTracer, TraceCache
 from tracenet.rft.dependency import exact_masks, rect_vs_exact
 
 
@@ -70,3 +70,158 @@ def test_rectangles_vs_exact_set_by_hand():
     assert masks[conv1].nonzero().tolist() == [[r, c] for r in (5, 7, 9) for c in (5, 7, 9)]
     counts = rect_vs_exact(layout, plan, masks)
     assert counts == {"rect_positions": 26, "exact_positions": 10, "rect_macs": 2844, "exact_macs": 1116}
+
+
+class Branches(nn.Module):
+    """The dependency rules' other branches, on a 4 x 15 x 13 input, smooth ops only (a position contributes iff
+    its gradient is non-zero): a channel chunk (pass-through), a rectangular strided dilated conv, operands
+    broadcast along rows ([H, 1], a (1, 13) average) and columns ([1, W], a (15, 1) average), padding that adds
+    rows / cols on one side (a non-zero value) and crops on the other, nearest 2x upsampling (two outputs read one input), a second
+    read of ``x`` by an elementwise product, and a dynamic 1x1 conv weight from a global mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, (3, 5), stride=(2, 1), padding=(1, 3), dilation=(1, 2))
+        self.rows = nn.AvgPool2d((1, 13))
+        self.cols = nn.AvgPool2d((15, 1))
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        y = torch.tanh(self.conv(a))  # [1, 2, 8, 11]
+        y = F.interpolate(y, scale_factor=2, mode="nearest")  # [1, 2, 16, 22]
+        y = F.pad(y, (2, -11, -1, 0), value=0.5)  # [1, 2, 15, 13]: cols 0-1 padding, then cols 0-10 of y; rows 1-15
+        y = y * self.rows(b) + self.cols(b)
+        w = x.mean(dim=(2, 3)).reshape(1, 4, 1, 1)
+        return torch.sigmoid(y) * torch.cat([a, b], 1)[:, :2] + F.conv2d(x, w)
+
+
+@pytest.mark.parametrize("points", [[(0, 0)], [(14, 12)], [(6, 0), (13, 12)], [(8, 6)]])
+def test_exact_input_set_of_every_branch_equals_autograds(points):
+    """Guards ``_input_masks``'s pass-through, broadcast, padding, interpolation (duplicate reads), dynamic-weight
+    and global branches and the union of masks of a node read twice: against autograd, at corners, the last row /
+    col and inside. The dynamic 1x1 weight is a mean of all of ``x``, so autograd marks every input position."""
+    torch.manual_seed(0)
+    net = Branches().eval()
+    x = torch.randn(1, 4, 15, 13, requires_grad=True)
+    out = net(x)
+    sum(out[..., r, c].sum() for r, c in points).backward()
+    expected = x.grad.abs().sum(dim=(0, 1)) > 0
+    assert bool(expected.all())
+    tracer = ReceptiveFieldTracer(net)
+    masks = exact_masks(tracer.layout(tuple(x.shape)), tracer.output_nodes(), {0: points})
+    (x_node,) = [n for n in masks if n.op == "placeholder"]
+    assert torch.equal(masks[x_node], expected)
+
+
+class NoGlobal(Branches):
+    """The same branches without the global mean: the exact set is sparse."""
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        y = torch.tanh(self.conv(a))
+        y = F.interpolate(y, scale_factor=2, mode="nearest")
+        y = F.pad(y, (2, -11, -1, 0), value=0.5)
+        y = y * self.rows(b) + self.cols(b)
+        return torch.sigmoid(y) * torch.cat([a, b], 1)[:, :2]
+
+
+@pytest.mark.parametrize("points", [[(0, 0)], [(14, 12)], [(6, 0), (13, 12)], [(8, 6)], [(2, 4)]])
+def test_exact_input_set_without_a_global_op_equals_autograds(points):
+    """Guards the same branches where the answer is sparse (each of rows, cols, conv window and the pointwise
+    second read visible): against autograd."""
+    torch.manual_seed(0)
+    net = NoGlobal().eval()
+    x = torch.randn(1, 4, 15, 13, requires_grad=True)
+    out = net(x)
+    sum(out[..., r, c].sum() for r, c in points).backward()
+    expected = x.grad.abs().sum(dim=(0, 1)) > 0
+    assert not bool(expected.all())
+    tracer = ReceptiveFieldTracer(net)
+    masks = exact_masks(tracer.layout(tuple(x.shape)), tracer.output_nodes(), {0: points})
+    (x_node,) = [n for n in masks if n.op == "placeholder"]
+    assert torch.equal(masks[x_node], expected)
+
+
+class SameTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y, y
+
+
+def test_two_requests_on_one_node_mark_both():
+    """Guards ``exact_masks`` for two requests on one node (both outputs are the same conv): its mask holds both
+    points, the input mask both 3x3 windows (clipped at the corner)."""
+    tracer = ReceptiveFieldTracer(SameTwice().eval())
+    masks = exact_masks(tracer.layout((1, 1, 9, 9)), tracer.output_nodes(), {0: [(0, 0)], 1: [(5, 5)]})
+    conv = next(n for n in masks if n.name == "conv")
+    x_node = next(n for n in masks if n.op == "placeholder")
+    assert masks[conv].nonzero().tolist() == [[0, 0], [5, 5]]
+    want = torch.zeros(9, 9, dtype=torch.bool)
+    want[0:2, 0:2] = True
+    want[4:7, 4:7] = True
+    assert torch.equal(masks[x_node], want)
+
+
+class ExciteConvs(nn.Module):
+    """conv (3 -> 4, 3x3, pad 1) on 9 x 9; squeeze-excite with a 1x1 conv (4 -> 4) on the 1 x 1 pooled map; conv2
+    (4 -> 2, 3x3, pad 1) of the gated features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.excite = nn.Conv2d(4, 4, 1)
+        self.conv2 = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        gate = torch.sigmoid(self.excite(F.adaptive_avg_pool2d(y, 1)))
+        return self.conv2(y * gate)
+
+
+def test_rectangles_vs_exact_with_a_one_by_one_map_and_cached_steps():
+    """Guards ``rect_vs_exact`` on a 1 x 1 map and on a plan with cached steps. Query (4, 4): conv runs whole (read
+    whole by the pooling) 81 positions * 108 MACs = 8748; pool, excite (16 MACs at its single position), sigmoid:
+    1 position each; the product rows / cols 3-5 (9); conv2 1 position (72 MACs). Exact sets are the same: 94
+    positions, 8748 + 16 + 72 = 8836 MACs. A second query (2, 2) through the cache reuses conv and the gate (whole,
+    read by partial steps) and counts only the product (9) and conv2 (1, 72 MACs)."""
+    tracer = ReceptiveFieldTracer(ExciteConvs().eval())
+    layout = tracer.layout((1, 3, 9, 9))
+    plan = tracer.plan((1, 3, 9, 9), {0: [(4, 4)]})
+    masks = exact_masks(layout, tracer.output_nodes(), {0: [(4, 4)]})
+    assert rect_vs_exact(layout, plan, masks) == {"rect_positions": 94, "exact_positions": 94,
+                                                   "rect_macs": 8836, "exact_macs": 8836}
+    cache = TraceCache()
+    tracer.gather(torch.randn(1, 3, 9, 9), {0: [(4, 4)]}, cache)
+    again = tracer.plan((1, 3, 9, 9), {0: [(2, 2)]}, cache)
+    assert [s.node.name for s in again.steps if s.kind == "cached"] == ["conv", "sigmoid"]
+    masks = exact_masks(layout, tracer.output_nodes(), {0: [(2, 2)]})
+    assert rect_vs_exact(layout, again, masks) == {"rect_positions": 10, "exact_positions": 10,
+                                                    "rect_macs": 72, "exact_macs": 72}
+
+
+class GateFirst(nn.Module):
+    """A 1-D gate (one value per column) computed first, so the plan's first step has no window."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        gate = torch.sigmoid(x.mean(dim=(0, 1, 2)))
+        return self.conv(x) * gate
+
+
+def test_rectangles_vs_exact_skip_steps_without_a_window():
+    """Guards ``rect_vs_exact`` skipping (not stopping at) steps without a window: the gate's mean and sigmoid come
+    first; then conv (1 position, 9 MACs) and the product (1 position) at query (3, 3) of 8 x 8."""
+    tracer = ReceptiveFieldTracer(GateFirst().eval())
+    layout = tracer.layout((1, 1, 8, 8))
+    plan = tracer.plan((1, 1, 8, 8), {0: [(3, 3)]})
+    assert plan.steps[0].rect is None
+    masks = exact_masks(layout, tracer.output_nodes(), {0: [(3, 3)]})
+    assert rect_vs_exact(layout, plan, masks) == {"rect_positions": 2, "exact_positions": 2,
+                                                   "rect_macs": 9, "exact_macs": 9}
