@@ -47,7 +47,26 @@ def test_format_table_by_hand() -> None:
     total = "total" + " " * 36 + " " * 13 + " " * 27 + " " * 12 + "90" + " " * 10 + "2,304"
     assert plan.format_table() == "\n".join([header, conv1, relu, conv2, total])
     assert plan.format_table(min_macs=1) == "\n".join([header, conv1, conv2, total])
+    # a row stays when its full MACs reach the threshold, even if its traced MACs do not
+    assert plan.format_table(min_macs=1152) == "\n".join([header, conv1, conv2, total])
+    assert plan.format_table(min_macs=1153) == "\n".join([header, total])
     assert (plan.macs, plan.full_macs) == (90, 2304)
+
+
+class LongName(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a_convolution_whose_name_is_longer_than_forty = nn.Conv2d(1, 1, 1)
+
+    def forward(self, x):
+        return self.a_convolution_whose_name_is_longer_than_forty(x)
+
+
+def test_format_table_cuts_node_names_at_forty_characters() -> None:
+    """Guards the table's name column: a 46-character node name is cut to its first 40 characters."""
+    plan = ReceptiveFieldTracer(LongName().eval()).plan((1, 1, 4, 4), {0: [(0, 0)]})
+    row = plan.format_table().splitlines()[1]
+    assert row.startswith("a_convolution_whose_name_is_longer_than_ conv ")
 
 
 def test_a_window_of_exactly_half_the_map_runs_whole() -> None:
@@ -104,6 +123,7 @@ def test_a_second_request_reuses_the_cached_whole_maps() -> None:
     assert (table["conv1"]["rule"], table["conv1"]["rect"], table["conv1"]["macs"]) == ("cached", (0, 8, 0, 8), 0)
     assert (table["conv2"]["rule"], table["conv2"]["macs"], table["conv2"]["full_macs"]) == ("conv", 900, 6400)
     assert plan.macs == 900 + 18
+    assert table["mean"] == {"node": "mean", "rule": "-", "rect": None, "macs": 0, "full_macs": 0}
     second = tracer.gather(x, {0: [(4, 4)]}, cache)[0]
     torch.testing.assert_close(torch.cat([first, second], -1), full[..., [3, 4], [3, 4]], atol=1e-5, rtol=1e-4)
 
@@ -139,11 +159,14 @@ class PadAround(nn.Module):
 def test_requests_wholly_inside_padding_keep_one_real_pixel() -> None:
     """Guards the all-padding clip of ``back_trace``: output (0, 0) reads conv rows / cols -3 (all padding), so
     conv computes one real pixel, the nearest: (0, 0); output (13, 13) reads conv (10, 10): (7, 7); output (0, 13)
-    reads (-3, 10): (0, 7). Values are the padding value there."""
+    reads (-3, 10): (0, 7); output (2, 5) reads (-1, 2): (0, 2), and (5, 2) reads (2, -1): (2, 0). Values are the
+    padding value there."""
     torch.manual_seed(0)
     tracer = ReceptiveFieldTracer(PadAround().eval())
     x = torch.randn(1, 1, 8, 8)
-    for (r, c), kept in (((0, 0), Rect(0, 1, 0, 1)), ((13, 13), Rect(7, 8, 7, 8)), ((0, 13), Rect(0, 1, 7, 8))):
+    cases = (((0, 0), Rect(0, 1, 0, 1)), ((13, 13), Rect(7, 8, 7, 8)), ((0, 13), Rect(0, 1, 7, 8)),
+             ((2, 5), Rect(0, 1, 2, 3)), ((5, 2), Rect(2, 3, 0, 1)))  # row / col -1 only: a window of height 0
+    for (r, c), kept in cases:
         plan = tracer.plan((1, 1, 8, 8), {0: [(r, c)]})
         assert [(s.node.name, s.rect) for s in plan.steps] == [("conv", kept), ("pad", Rect(r, r + 1, c, c + 1))]
         assert plan.macs == 2 * 9
@@ -177,18 +200,17 @@ def test_two_requests_on_one_node_get_the_union_of_their_windows() -> None:
 
 
 class ColumnGate(nn.Module):
-    """Two outputs that multiply conv features by a 1-D gate of one value per column (width 8): ``gate * tanh(y)``
-    (gate first) and ``gate * y + gate``."""
+    """Two outputs that multiply by a 1-D gate of one value per column (width 8): ``gate * conv(x) + gate`` and
+    ``gate * tanh(x)`` (gate first in both products, and the conv read by the first product only)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 2, 3, padding=1)
 
     def forward(self, x):
-        y = self.conv(x)
         gate = torch.sigmoid(x.mean(dim=(0, 1, 2)))
-        first = gate * y + gate
-        second = gate * torch.tanh(y)
+        first = gate * self.conv(x) + gate
+        second = gate * torch.tanh(x)
         return first, second
 
 
@@ -232,3 +254,61 @@ def test_layout_memoises_contexts_rules_and_full_macs() -> None:
     assert layout.full_macs() is layout.full_macs()
     assert layout.full_macs() == {"conv": 1152, "roll": 0}
     assert tracer.plan((1, 1, 8, 8), {0: [(0, 0)]}).full_macs == 1152
+
+
+class DynamicWeight(nn.Module):
+    """A depthwise 1x1 convolution whose weights are computed from the input (as a dynamic mask head's are):
+    sigmoid of the per-channel means, [2, 1, 1, 1]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        weight = torch.sigmoid(y.mean(dim=(2, 3)).reshape(2, 1, 1, 1))
+        return F.conv2d(y, weight, None, 1, 0, 1, 2)
+
+
+def test_a_dynamic_weight_made_by_a_pointwise_op_is_computed_whole() -> None:
+    """Guards ``back_trace`` for a node needed whole (no window) whose rule is not the whole-map rule: the sigmoid
+    making the weights runs without a window and the traced values equal the full run."""
+    torch.manual_seed(0)
+    net = DynamicWeight().eval()
+    x = torch.randn(1, 1, 8, 8)
+    with torch.no_grad():
+        full = net(x)
+    tracer = ReceptiveFieldTracer(net)
+    plan = tracer.plan((1, 1, 8, 8), {0: [(2, 3)]})
+    steps = {s.node.name: s for s in plan.steps}
+    assert (steps["sigmoid"].rule.name, steps["sigmoid"].rect) == ("pointwise", None)
+    got = tracer.gather(x, {0: [(2, 3), (7, 0)]})[0]
+    torch.testing.assert_close(got, full[..., [2, 7], [3, 0]])
+
+
+class SplitRows(nn.Module):
+    """A split along rows (a whole-map op with a tuple result of 5 and 3 rows), then the second part."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        top, bottom = self.conv(x).split([5, 3], dim=2)
+        return bottom * 2
+
+
+def test_a_tuple_result_has_the_window_of_its_first_element() -> None:
+    """Guards ``Layout.full_rect`` for tuple results: the split's planned window is its first part's (5 x 8) and
+    the values of the second part equal the full run."""
+    torch.manual_seed(0)
+    net = SplitRows().eval()
+    x = torch.randn(1, 1, 8, 8)
+    with torch.no_grad():
+        full = net(x)
+    tracer = ReceptiveFieldTracer(net)
+    layout = tracer.layout((1, 1, 8, 8))
+    split = next(n for n in layout.cap.gm.graph.nodes if n.name == "split")
+    assert layout.full_rect(split) == Rect(0, 5, 0, 8)
+    got = tracer.gather(x, {0: [(0, 0), (2, 7)]})[0]
+    torch.testing.assert_close(got, full[..., [0, 2], [0, 7]])
