@@ -77,7 +77,8 @@ class Branches(nn.Module):
     its gradient is non-zero): a channel chunk (pass-through), a rectangular strided dilated conv, operands
     broadcast along rows ([H, 1], a (1, 13) average) and columns ([1, W], a (15, 1) average), padding that adds
     rows / cols on one side (a non-zero value) and crops on the other, nearest 2x upsampling (two outputs read one input), a second
-    read of ``x`` by an elementwise product, and a dynamic 1x1 conv weight from a global mean."""
+    read of ``x`` by an elementwise product, a dynamic 1x1 conv weight from a global mean, a 1-D per-column gate
+    and 3-D / 2-D slices of ``x`` as operands."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,7 +93,8 @@ class Branches(nn.Module):
         y = F.pad(y, (2, -11, -1, 0), value=0.5)  # [1, 2, 15, 13]: cols 0-1 padding, then cols 0-10 of y; rows 1-15
         y = y * self.rows(b) + self.cols(b)
         w = x.mean(dim=(2, 3)).reshape(1, 4, 1, 1)
-        return torch.sigmoid(y) * torch.cat([a, b], 1)[:, :2] + F.conv2d(x, w)
+        gate = torch.sigmoid(x.mean(dim=(0, 1, 2)))  # 1-D, one value per column, first operand of its product
+        return gate * torch.sigmoid(y) * torch.cat([a, b], 1)[:, :2] + F.conv2d(x, w) + x[0, :2] - x[0, 0]
 
 
 @pytest.mark.parametrize("points", [[(0, 0)], [(14, 12)], [(6, 0), (13, 12)], [(8, 6)]])
@@ -111,10 +113,19 @@ def test_exact_input_set_of_every_branch_equals_autograds(points):
     masks = exact_masks(tracer.layout(tuple(x.shape)), tracer.output_nodes(), {0: points})
     (x_node,) = [n for n in masks if n.op == "placeholder"]
     assert torch.equal(masks[x_node], expected)
+    layout = tracer.layout(tuple(x.shape))
+    for node, mask in masks.items():  # one [H, W] map per node, on every node the planner computes with a window
+        assert tuple(mask.shape) == layout.op(node).hw(), node.name
+    planned = {s.node for s in tracer.plan(tuple(x.shape), {0: points}).steps if s.rect is not None}
+    assert set(masks) == planned | {x_node}
+    by_name = {n.name: m for n, m in masks.items()}
+    want = torch.zeros(15, 13, dtype=torch.bool)  # the 3-D and 2-D slices of x are operands of the output's size
+    want[[p[0] for p in points], [p[1] for p in points]] = True
+    assert torch.equal(by_name["getitem_3"], want) and torch.equal(by_name["getitem_4"], want)
 
 
 class NoGlobal(Branches):
-    """The same branches without the global mean: the exact set is sparse."""
+    """The same branches without the global ops, plus a map padded on every side: the exact set is sparse."""
 
     def forward(self, x):
         a, b = x.chunk(2, dim=1)
@@ -122,10 +133,12 @@ class NoGlobal(Branches):
         y = F.interpolate(y, scale_factor=2, mode="nearest")
         y = F.pad(y, (2, -11, -1, 0), value=0.5)
         y = y * self.rows(b) + self.cols(b)
-        return torch.sigmoid(y) * torch.cat([a, b], 1)[:, :2]
+        ring = F.pad(F.avg_pool2d(b, 3, 1, 0), (1, 1, 1, 1), value=0.5)  # 13 x 11 padded back to 15 x 13
+        return torch.sigmoid(y) * torch.cat([a, b], 1)[:, :2] + ring
 
 
-@pytest.mark.parametrize("points", [[(0, 0)], [(14, 12)], [(6, 0), (13, 12)], [(8, 6)], [(2, 4)]])
+@pytest.mark.parametrize("points", [[(0, 0)], [(14, 12)], [(6, 0), (13, 12)], [(8, 6)], [(2, 4)], [(1, 1)],
+                                    [(13, 11), (14, 5)]])
 def test_exact_input_set_without_a_global_op_equals_autograds(points):
     """Guards the same branches where the answer is sparse (each of rows, cols, conv window and the pointwise
     second read visible): against autograd."""
