@@ -48,6 +48,7 @@ def _cl(m: nn.Module) -> nn.Module:
 CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "conv3_p1_batch2": (lambda: Net(nn.Conv2d(C, C, 3, padding=1)), (2, C, 13, 11)),
     "conv5_p2": (lambda: Net(nn.Conv2d(C, C, 5, padding=2)), (1, C, 13, 11)),
+    "conv3_s2_large_map": (lambda: Net(nn.Conv2d(8, 8, 3, 2, 1)), (1, 8, 56, 56)),  # oneDNN by input size alone
     "conv4_s2_p1_batch2": (lambda: Net(nn.Conv2d(C, C, 4, stride=2, padding=1)), (2, C, 16, 15)),
     "conv3_d2_batch2": (lambda: Net(nn.Conv2d(C, C, 3, padding=2, dilation=2)), (2, C, 13, 11)),
     "depthwise3_s2": (lambda: Net(nn.Conv2d(C, C, 3, 2, 1, groups=C)), (1, C, 13, 11)),

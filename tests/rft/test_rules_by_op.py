@@ -119,6 +119,9 @@ CASES: dict[str, Callable[[], OneOp]] = {
     "mean_over_space": lambda: OneOp(lambda s, x: x - x.mean(dim=(2, 3), keepdim=True)),
     # call forms torch.fx records as written: one-element tuples, sizes read from the input's shape, keywords
     "conv3_p3": lambda: OneOp(lambda s, x: s.m(x), m=nn.Conv2d(C, C, 3, padding=3)),  # corners: all padding
+    "conv5_d2_same": lambda: OneOp(lambda s, x: s.m(x), m=nn.Conv2d(C, C, 5, padding="same", dilation=2)),
+    "f_conv2d_padding_from_shape": lambda: OneOp(lambda s, x: F.conv2d(x, s.w, None, 1, x.shape[1] // 4),
+                                                 w=_w(C, C, 3, 3)),
     "f_conv2d_dynamic_weight": lambda: OneOp(
         lambda s, x: F.conv2d(x, x.mean(dim=(2, 3)).reshape(C, 1, 1, 1), None, 1, 0, 1, C)),
     "f_max_pool2d_one_element_tuples": lambda: OneOp(lambda s, x: F.max_pool2d(x, (3,), (2,), (1,))),
