@@ -238,3 +238,31 @@ def test_rectangles_vs_exact_skip_steps_without_a_window():
     masks = exact_masks(layout, tracer.output_nodes(), {0: [(3, 3)]})
     assert rect_vs_exact(layout, plan, masks) == {"rect_positions": 2, "exact_positions": 2,
                                                    "rect_macs": 9, "exact_macs": 9}
+
+
+class DynamicWeight(nn.Module):
+    """conv (1 -> 2, 3x3, pad 1) on 8 x 8, then a depthwise 1x1 conv whose weights are the sigmoid of the conv's
+    per-channel means (computed without a window: a pointwise op on a [2, 1, 1, 1] tensor needed whole)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return F.conv2d(y, torch.sigmoid(y.mean(dim=(2, 3)).reshape(2, 1, 1, 1)), None, 1, 0, 1, 2)
+
+
+def test_rectangles_vs_exact_skip_a_dynamic_weight_without_a_window():
+    """Guards ``rect_vs_exact`` skipping a step without a window that has an exact mask (the sigmoid making the
+    weights). Query (3, 3): conv whole (read whole by the mean), 64 positions * 18 MACs = 1152; the mean's [1, 2]
+    (a 1 x 2 map, 2 positions) and the reshape's [2, 1, 1, 1] (1 position) cost nothing; the dynamic conv 1
+    position * 2 MACs. Exact sets are the same: 68 positions, 1154 MACs."""
+    tracer = ReceptiveFieldTracer(DynamicWeight().eval())
+    layout = tracer.layout((1, 1, 8, 8))
+    plan = tracer.plan((1, 1, 8, 8), {0: [(3, 3)]})
+    masks = exact_masks(layout, tracer.output_nodes(), {0: [(3, 3)]})
+    sigmoid = next(s for s in plan.steps if s.node.name == "sigmoid")
+    assert sigmoid.rect is None and sigmoid.node in masks
+    assert rect_vs_exact(layout, plan, masks) == {"rect_positions": 68, "exact_positions": 68,
+                                                   "rect_macs": 1154, "exact_macs": 1154}
