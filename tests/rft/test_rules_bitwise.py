@@ -53,6 +53,10 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "conv3_d2_batch2": (lambda: Net(nn.Conv2d(C, C, 3, padding=2, dilation=2)), (2, C, 13, 11)),
     "depthwise3_s2": (lambda: Net(nn.Conv2d(C, C, 3, 2, 1, groups=C)), (1, C, 13, 11)),
     "conv1_s2_batch2": (lambda: Net(nn.Conv2d(C, C, 1, stride=2)), (2, C, 12, 14)),  # oneDNN subsamples first
+    "conv1_s21_batch2": (lambda: Net(nn.Conv2d(C, C, 1, stride=(2, 1))), (2, C, 12, 14)),
+    "conv1_s2_valid_batch2": (lambda: Net(nn.Conv2d(C, C, 1, stride=2, padding="valid")), (2, C, 12, 14)),
+    "conv1_s2_odd_even_batch2": (lambda: Net(nn.Conv2d(C, C, 1, stride=2)), (2, C, 13, 14)),  # no subsampling
+    "conv2_s2_batch2": (lambda: Net(nn.Conv2d(C, C, 2, stride=2)), (2, C, 12, 14)),
     "conv1_s12_batch2": (lambda: Net(nn.Conv2d(C, C, 1, stride=(1, 2))), (2, C, 12, 14)),
     "conv1_s2_odd_batch2": (lambda: Net(nn.Conv2d(C, C, 1, stride=2)), (2, C, 13, 11)),  # no subsampling
     "conv1_s2_p1_batch2": (lambda: Net(nn.Conv2d(C, C, 1, stride=2, padding=1)), (2, C, 12, 14)),
@@ -86,7 +90,8 @@ def test_cropped_values_equal_the_full_run_bit_for_bit(name: str) -> None:
     if isinstance(conv, nn.Conv2d):
         w = conv.weight
         full_in = x.contiguous(memory_format=torch.channels_last) if net.channels_last_input else x
-        backend = torch._C._select_conv_backend(full_in, w, None, list(conv.stride), list(conv.padding),
+        pad = [0, 0] if conv.padding == "valid" else list(conv.padding)
+        backend = torch._C._select_conv_backend(full_in, w, None, list(conv.stride), pad,
                                                 list(conv.dilation), False, [0, 0], conv.groups, None)
         assert backend == ONEDNN, f"PyTorch now runs this convolution with {backend}; choose another case"
     with torch.no_grad():

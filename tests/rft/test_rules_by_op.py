@@ -150,13 +150,21 @@ CASES: dict[str, Callable[[], OneOp]] = {
                                               n=nn.GroupNorm(2, C)),
     "crop_maxpool_groupnorm": lambda: OneOp(lambda s, x: s.n(s.p(F.pad(s.m1(x), (-4, -4, -5, -5)))),
                                             m1=nn.Conv2d(C, C, 1), p=nn.MaxPool2d(3, 1, 1), n=nn.GroupNorm(2, C)),
+    "crop_adaptive_pool": lambda: OneOp(lambda s, x: F.adaptive_avg_pool2d(F.pad(s.m1(x), (-4, -4, -5, -5)), 2),
+                                        m1=nn.Conv2d(C, C, 1)),
+    "crop_f_group_norm_weight_kw": lambda: OneOp(
+        lambda s, x: F.group_norm(F.pad(s.m1(x), (-4, -4, -5, -5)), 2, weight=s.g, bias=s.b),
+        m1=nn.Conv2d(C, C, 1), g=torch.rand(C) + 0.5, b=torch.randn(C)),
+    "plus_2d_slice": lambda: OneOp(lambda s, x: x + x[0, 0]),
+    "cat_of_chunks": lambda: OneOp(lambda s, x: torch.cat(x.chunk(2, dim=1), dim=1) * 2),
     "crop_f_avg_pool2d_groupnorm": lambda: OneOp(
         lambda s, x: F.group_norm(F.avg_pool2d(F.pad(s.m1(x), (-4, -4, -5, -5)), 3, 1, 1), 2),
         m1=nn.Conv2d(C, C, 1)),
 }
 
 WHOLE_OUTPUT = {"groupnorm", "bilinear_antialias_down", "bicubic_x2", "crop_conv_same_groupnorm",
-                "crop_maxpool_groupnorm", "crop_f_avg_pool2d_groupnorm"}
+                "crop_maxpool_groupnorm", "crop_f_avg_pool2d_groupnorm", "crop_adaptive_pool",
+                "crop_f_group_norm_weight_kw"}
 """Cases whose op is global: its output is computed whole (every other op computes the queried cell only)."""
 
 
@@ -194,9 +202,11 @@ def test_every_output_location_equals_the_full_run(name: str) -> None:
     block = [(r, c) for r in (h // 2 - 1, h // 2) for c in (w // 2 - 1, w // 2)]  # one 2 x 2 window
     got = tracer.gather(x, {0: block})[0]
     torch.testing.assert_close(got, full[..., [p[0] for p in block], [p[1] for p in block]], atol=1e-5, rtol=1e-4)
-    out_step = tracer.plan(tuple(x.shape), {0: [(0, 0)]}).steps[-1]
+    steps = tracer.plan(tuple(x.shape), {0: [(0, 0)]}).steps
     if name not in WHOLE_OUTPUT:  # the op ran on the queried cell, not whole (nor fell back to a whole-map rule)
-        assert (out_step.rule.name, out_step.rect) != ("whole", Rect(0, h, 0, w)) and out_step.rect == Rect(0, 1, 0, 1)
+        assert steps[-1].rule.name != "whole" and steps[-1].rect == Rect(0, 1, 0, 1)
+        # and every local step computed a window (a map operand is not made whole)
+        assert all(s.rect is not None and s.rect != Rect(0, h, 0, w) for s in steps if s.rule.name != "whole")
 
 
 class _Pools(nn.Module):
@@ -222,7 +232,7 @@ class _Dense(nn.Module):
     def forward(self, x):
         v = self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # [B, 6]: B * 6 * 4 MACs
         v = F.linear(v, self.w2)  # [B, 3]: B * 3 * 6
-        v = torch.matmul(v, self.w3)  # [B, C]: B * C * 3
+        v = torch.matmul(v[:, None, :], self.w3)[:, 0]  # [B, 1, C]: B * C * 3
         return self.conv(x) * v.mean(dim=1)[:, None, None, None]
 
 
