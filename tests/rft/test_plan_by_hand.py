@@ -312,3 +312,37 @@ def test_a_tuple_result_has_the_window_of_its_first_element() -> None:
     assert layout.full_rect(split) == Rect(0, 5, 0, 8)
     got = tracer.gather(x, {0: [(0, 0), (2, 7)]})[0]
     torch.testing.assert_close(got, full[..., [0, 2], [0, 7]])
+
+
+class InPlaceOnCached(nn.Module):
+    """A one-channel conv map read whole (by a mean over space) before an in-place doubling, which a 3x3 conv
+    reads: after one query the conv map is cached (whole, read by a partial step), and the doubling of a later
+    query's full-width window of rows is a contiguous view of that cached map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.conv2 = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        m = y.mean(dim=(2, 3), keepdim=True)
+        return self.conv2(y.mul_(2)) + m
+
+
+def test_an_in_place_op_never_overwrites_a_cached_map() -> None:
+    """Guards the copy the pointwise rule makes before an in-place op on a cached value: three queries of whole rows
+    through one cache (the last repeats the second) all equal the full run; without the copy the cached conv map is
+    doubled again at every query."""
+    torch.manual_seed(0)
+    net = InPlaceOnCached().eval()
+    x = torch.randn(1, 1, 12, 8)
+    with torch.no_grad():
+        full = net(x.clone())
+    tracer = ReceptiveFieldTracer(net)
+    cache = TraceCache()
+    for row in (0, 6, 6):
+        points = [(row, c) for c in range(8)]
+        got = tracer.gather(x, {0: points}, cache)[0]
+        torch.testing.assert_close(got, full[..., row, :])
+    assert {n.name for n in cache.values} >= {"conv"}
