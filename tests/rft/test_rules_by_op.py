@@ -148,6 +148,12 @@ CASES: dict[str, Callable[[], OneOp]] = {
     "crop_conv_same_groupnorm": lambda: OneOp(lambda s, x: s.n(s.m2(F.pad(s.m1(x), (-4, -4, -5, -5)))),
                                               m1=nn.Conv2d(C, C, 1), m2=nn.Conv2d(C, C, 3, padding="same"),
                                               n=nn.GroupNorm(2, C)),
+    "crop_conv_d2_groups2_groupnorm": lambda: OneOp(
+        lambda s, x: s.n(s.m2(F.pad(s.m1(x), (-4, -4, -5, -5)))), m1=nn.Conv2d(C, C, 1),
+        m2=nn.Conv2d(C, C, 3, padding=2, dilation=2, groups=2), n=nn.GroupNorm(2, C)),
+    "crop_f_max_pool2d_shape_kw_groupnorm": lambda: OneOp(
+        lambda s, x: F.group_norm(F.max_pool2d(F.pad(s.m1(x), (-4, -4, -5, -5)), 3, stride=1,
+                                               padding=x.shape[1] // 4), 2), m1=nn.Conv2d(C, C, 1)),
     "crop_maxpool_groupnorm": lambda: OneOp(lambda s, x: s.n(s.p(F.pad(s.m1(x), (-4, -4, -5, -5)))),
                                             m1=nn.Conv2d(C, C, 1), p=nn.MaxPool2d(3, 1, 1), n=nn.GroupNorm(2, C)),
     "crop_adaptive_pool": lambda: OneOp(lambda s, x: F.adaptive_avg_pool2d(F.pad(s.m1(x), (-4, -4, -5, -5)), 2),
@@ -164,7 +170,7 @@ CASES: dict[str, Callable[[], OneOp]] = {
 
 WHOLE_OUTPUT = {"groupnorm", "bilinear_antialias_down", "bicubic_x2", "crop_conv_same_groupnorm",
                 "crop_maxpool_groupnorm", "crop_f_avg_pool2d_groupnorm", "crop_adaptive_pool",
-                "crop_f_group_norm_weight_kw"}
+                "crop_f_group_norm_weight_kw", "crop_conv_d2_groups2_groupnorm", "crop_f_max_pool2d_shape_kw_groupnorm"}
 """Cases whose op is global: its output is computed whole (every other op computes the queried cell only)."""
 
 
