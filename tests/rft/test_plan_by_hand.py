@@ -7,6 +7,7 @@ out in the docstring; the traced values are also compared with the full run wher
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -319,23 +320,26 @@ class InPlaceOnCached(nn.Module):
     reads: after one query the conv map is cached (whole, read by a partial step), and the doubling of a later
     query's full-width window of rows is a contiguous view of that cached map."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 1, 3, padding=1)
         self.conv2 = nn.Conv2d(1, 1, 3, padding=1)
+        self.act = nn.LeakyReLU(0.5, inplace=True) if module else None
 
     def forward(self, x):
         y = self.conv(x)
         m = y.mean(dim=(2, 3), keepdim=True)
-        return self.conv2(y.mul_(2)) + m
+        y = self.act(y) if self.act is not None else y.mul_(2)
+        return self.conv2(y) + m
 
 
-def test_an_in_place_op_never_overwrites_a_cached_map() -> None:
-    """Guards the copy the pointwise rule makes before an in-place op on a cached value: three queries of whole rows
-    through one cache (the last repeats the second) all equal the full run; without the copy the cached conv map is
-    doubled again at every query."""
+@pytest.mark.parametrize("module", [False, True], ids=["method_mul_", "module_leaky_relu_inplace"])
+def test_an_in_place_op_never_overwrites_a_cached_map(module: bool) -> None:
+    """Guards the copy the pointwise rule makes before an in-place op (a tensor method or a module with
+    ``inplace=True``) on a cached value: three queries of whole rows through one cache (the last repeats the second)
+    all equal the full run; without the copy the cached conv map is doubled (or leaky-ReLU'd) again at every query."""
     torch.manual_seed(0)
-    net = InPlaceOnCached().eval()
+    net = InPlaceOnCached(module).eval()
     x = torch.randn(1, 1, 12, 8)
     with torch.no_grad():
         full = net(x.clone())
