@@ -30,20 +30,25 @@ class Chain(nn.Module):
         return torch.sigmoid(self.conv2(y)) * 2
 
 
+def _autograd_and_exact(net: nn.Module, shape: tuple[int, ...], points: list[tuple[int, int]]):
+    """(input positions with a non-zero gradient of the queried outputs, summed over batch and channels; the tracer;
+    ``exact_masks``' masks; the input node)."""
+    net = net.eval()
+    x = torch.randn(*shape, requires_grad=True)
+    out = net(x)
+    sum(out[..., r, c].sum() for r, c in points).backward()
+    tracer = ReceptiveFieldTracer(net)
+    masks = exact_masks(tracer.layout(shape), tracer.output_nodes(), {0: points})
+    (x_node,) = [n for n in masks if n.op == "placeholder"]
+    return x.grad.abs().sum(dim=(0, 1)) > 0, tracer, masks, x_node
+
+
 @pytest.mark.parametrize("points", [[(0, 0)], [(3, 4)], [(5, 1), (0, 6)]])
 def test_exact_input_set_equals_autograds(points):
     """Guards ``exact_masks``: the input positions it marks are exactly those with a non-zero gradient of the
     queried outputs (summed over batch and channels)."""
     torch.manual_seed(0)
-    net = Chain().eval()
-    x = torch.randn(1, 3, 23, 19, requires_grad=True)
-    out = net(x)
-    sum(out[..., r, c].sum() for r, c in points).backward()
-    expected = x.grad.abs().sum(dim=(0, 1)) > 0
-    tracer = ReceptiveFieldTracer(net)
-    layout = tracer.layout(tuple(x.shape))
-    masks = exact_masks(layout, tracer.output_nodes(), {0: points})
-    (x_node,) = [n for n in masks if n.op == "placeholder"]
+    expected, _tracer, masks, x_node = _autograd_and_exact(Chain(), (1, 3, 23, 19), points)
     assert torch.equal(masks[x_node], expected)
 
 
@@ -103,20 +108,13 @@ def test_exact_input_set_of_every_branch_equals_autograds(points):
     and global branches and the union of masks of a node read twice: against autograd, at corners, the last row /
     col and inside. The dynamic 1x1 weight is a mean of all of ``x``, so autograd marks every input position."""
     torch.manual_seed(0)
-    net = Branches().eval()
-    x = torch.randn(1, 4, 15, 13, requires_grad=True)
-    out = net(x)
-    sum(out[..., r, c].sum() for r, c in points).backward()
-    expected = x.grad.abs().sum(dim=(0, 1)) > 0
+    expected, tracer, masks, x_node = _autograd_and_exact(Branches(), (1, 4, 15, 13), points)
     assert bool(expected.all())
-    tracer = ReceptiveFieldTracer(net)
-    masks = exact_masks(tracer.layout(tuple(x.shape)), tracer.output_nodes(), {0: points})
-    (x_node,) = [n for n in masks if n.op == "placeholder"]
     assert torch.equal(masks[x_node], expected)
-    layout = tracer.layout(tuple(x.shape))
+    layout = tracer.layout((1, 4, 15, 13))
     for node, mask in masks.items():  # one [H, W] map per node, on every node the planner computes with a window
         assert tuple(mask.shape) == layout.op(node).hw(), node.name
-    planned = {s.node for s in tracer.plan(tuple(x.shape), {0: points}).steps if s.rect is not None}
+    planned = {s.node for s in tracer.plan((1, 4, 15, 13), {0: points}).steps if s.rect is not None}
     assert set(masks) == planned | {x_node}
     by_name = {n.name: m for n, m in masks.items()}
     want = torch.zeros(15, 13, dtype=torch.bool)  # the 3-D and 2-D slices of x are operands of the output's size
@@ -143,15 +141,8 @@ def test_exact_input_set_without_a_global_op_equals_autograds(points):
     """Guards the same branches where the answer is sparse (each of rows, cols, conv window and the pointwise
     second read visible): against autograd."""
     torch.manual_seed(0)
-    net = NoGlobal().eval()
-    x = torch.randn(1, 4, 15, 13, requires_grad=True)
-    out = net(x)
-    sum(out[..., r, c].sum() for r, c in points).backward()
-    expected = x.grad.abs().sum(dim=(0, 1)) > 0
+    expected, _tracer, masks, x_node = _autograd_and_exact(NoGlobal(), (1, 4, 15, 13), points)
     assert not bool(expected.all())
-    tracer = ReceptiveFieldTracer(net)
-    masks = exact_masks(tracer.layout(tuple(x.shape)), tracer.output_nodes(), {0: points})
-    (x_node,) = [n for n in masks if n.op == "placeholder"]
     assert torch.equal(masks[x_node], expected)
 
 
