@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "tracer-rules": (
         ["tracenet/rft/sliding.py", "tracenet/rft/resample.py", "tracenet/rft/rules.py"],
-        ["tests/rft/test_pooling_edges.py", "tests/rft/test_rules_and_errors.py", "tests/rft/test_rules_by_op.py"],
+        ["tests/rft/test_pooling_edges.py", "tests/rft/test_rules_and_errors.py", "tests/rft/test_rules_by_op.py",
+         "tests/rft/test_rules_bitwise.py", "tests/rft/test_segment_inplace.py", "tests/rft/test_plan_by_hand.py"],
     ),
     "tracer-planner": (  # every planner mutant reaches every case: a few cases of the op-by-op file, one per rule
         ["tracenet/rft/plan.py", "tracenet/rft/dependency.py", "tracenet/rft/regions.py"],
@@ -44,7 +45,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
            ("conv3_s2_p1", "conv3x5_s21_p12", "maxpool2_ceil", "avgpool3_s2_p1_ceil_nopad", "bilinear_x2",
             "nearest_size", "f_pad_negative", "times_full_map", "chunk_getitem", "squeeze_excite")]
         + ["tests/rft/test_rules_by_op.py::test_macs_of_pools_and_global_products_by_hand",
-           "tests/rft/test_dependency.py"],
+           "tests/rft/test_dependency.py", "tests/rft/test_plan_by_hand.py"],
     ),
     "selection": (
         ["tracenet/model/postprocess.py", "tracenet/tap/geometry.py"],

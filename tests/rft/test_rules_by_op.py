@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tracenet.rft import ReceptiveFieldTracer, TraceCache
+from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
 
 C = 4
 
@@ -117,7 +117,61 @@ CASES: dict[str, Callable[[], OneOp]] = {
     "squeeze_excite": lambda: OneOp(lambda s, x: x * torch.sigmoid(s.fc(F.adaptive_avg_pool2d(x, 1).flatten(1)))
                                     [:, :, None, None], fc=nn.Linear(C, C)),
     "mean_over_space": lambda: OneOp(lambda s, x: x - x.mean(dim=(2, 3), keepdim=True)),
+    # call forms torch.fx records as written: one-element tuples, sizes read from the input's shape, keywords
+    "conv3_p3": lambda: OneOp(lambda s, x: s.m(x), m=nn.Conv2d(C, C, 3, padding=3)),  # corners: all padding
+    "conv5_d2_same": lambda: OneOp(lambda s, x: s.m(x), m=nn.Conv2d(C, C, 5, padding="same", dilation=2)),
+    "f_conv2d_padding_from_shape": lambda: OneOp(lambda s, x: F.conv2d(x, s.w, None, 1, x.shape[1] // 4),
+                                                 w=_w(C, C, 3, 3)),
+    "f_conv2d_dynamic_weight": lambda: OneOp(
+        lambda s, x: F.conv2d(x, x.mean(dim=(2, 3)).reshape(C, 1, 1, 1), None, 1, 0, 1, C)),
+    "f_max_pool2d_one_element_tuples": lambda: OneOp(lambda s, x: F.max_pool2d(x, (3,), (2,), (1,))),
+    "f_max_pool2d_kernel_from_shape": lambda: OneOp(lambda s, x: F.max_pool2d(x, x.shape[2] // 6, 1)),
+    "f_avg_pool2d_divisor_keyword": lambda: OneOp(lambda s, x: F.avg_pool2d(x, kernel_size=3, stride=1, padding=1,
+                                                                              divisor_override=4)),
+    "bilinear_scale_from_shape": lambda: OneOp(lambda s, x: F.interpolate(x, scale_factor=x.shape[-1] / 5.5,
+                                                                            mode="bilinear")),
+    "bilinear_antialias_down": lambda: OneOp(lambda s, x: F.interpolate(x, scale_factor=0.5, mode="bilinear",
+                                                                          antialias=True)),  # global: run whole
+    "bicubic_x2": lambda: OneOp(lambda s, x: F.interpolate(x, scale_factor=2, mode="bicubic")),  # global
+    "module_called_by_keyword": lambda: OneOp(lambda s, x: s.m(input=x), m=nn.SiLU()),
+    "add_by_keyword": lambda: OneOp(lambda s, x: torch.add(torch.add(x, other=s.k, alpha=0.5), other=torch.tanh(x)),
+                                    k=torch.randn(1, C, 13, 11)),
+    "leaky_relu_keyword": lambda: OneOp(lambda s, x: F.leaky_relu(x, negative_slope=0.3)),
+    "cat_with_constant_map": lambda: OneOp(lambda s, x: torch.cat([x, s.k], dim=1), k=torch.randn(1, 2, 13, 11)),
+    "scalar_constants": lambda: OneOp(lambda s, x: x * s.k.shape[1] * s.scalar - s.one,
+                                      k=torch.zeros(2, 3), scalar=torch.tensor(0.5), one=torch.ones(1)),
+    "column_gate_first": lambda: OneOp(lambda s, x: torch.sigmoid(x.mean(dim=(0, 1, 2))) * x),
+    "times_full_map_2x2": lambda: OneOp(lambda s, x: F.pad(x, (0, -9, 0, -11)) * s.k * s.v,
+                                        k=torch.randn(1, C, 2, 2), v=torch.randn(2)),
+    "conv_then_pad": lambda: OneOp(lambda s, x: F.pad(s.m(x), (2, 1, 3, 0), value=0.5), m=nn.Conv2d(C, C, 1)),
+    # a crop of a partly computed map, then a whole-map op on it: the rules' whole-map branches
+    "crop_conv_same_groupnorm": lambda: OneOp(lambda s, x: s.n(s.m2(F.pad(s.m1(x), (-4, -4, -5, -5)))),
+                                              m1=nn.Conv2d(C, C, 1), m2=nn.Conv2d(C, C, 3, padding="same"),
+                                              n=nn.GroupNorm(2, C)),
+    "crop_conv_d2_groups2_groupnorm": lambda: OneOp(
+        lambda s, x: s.n(s.m2(F.pad(s.m1(x), (-4, -4, -5, -5)))), m1=nn.Conv2d(C, C, 1),
+        m2=nn.Conv2d(C, C, 3, padding=2, dilation=2, groups=2), n=nn.GroupNorm(2, C)),
+    "crop_f_max_pool2d_shape_kw_groupnorm": lambda: OneOp(
+        lambda s, x: F.group_norm(F.max_pool2d(F.pad(s.m1(x), (-4, -4, -5, -5)), 3, stride=1,
+                                               padding=x.shape[1] // 4), 2), m1=nn.Conv2d(C, C, 1)),
+    "crop_maxpool_groupnorm": lambda: OneOp(lambda s, x: s.n(s.p(F.pad(s.m1(x), (-4, -4, -5, -5)))),
+                                            m1=nn.Conv2d(C, C, 1), p=nn.MaxPool2d(3, 1, 1), n=nn.GroupNorm(2, C)),
+    "crop_adaptive_pool": lambda: OneOp(lambda s, x: F.adaptive_avg_pool2d(F.pad(s.m1(x), (-4, -4, -5, -5)), 2),
+                                        m1=nn.Conv2d(C, C, 1)),
+    "crop_f_group_norm_weight_kw": lambda: OneOp(
+        lambda s, x: F.group_norm(F.pad(s.m1(x), (-4, -4, -5, -5)), 2, weight=s.g, bias=s.b),
+        m1=nn.Conv2d(C, C, 1), g=torch.rand(C) + 0.5, b=torch.randn(C)),
+    "plus_2d_slice": lambda: OneOp(lambda s, x: x + x[0, 0]),
+    "cat_of_chunks": lambda: OneOp(lambda s, x: torch.cat(x.chunk(2, dim=1), dim=1) * 2),
+    "crop_f_avg_pool2d_groupnorm": lambda: OneOp(
+        lambda s, x: F.group_norm(F.avg_pool2d(F.pad(s.m1(x), (-4, -4, -5, -5)), 3, 1, 1), 2),
+        m1=nn.Conv2d(C, C, 1)),
 }
+
+WHOLE_OUTPUT = {"groupnorm", "bilinear_antialias_down", "bicubic_x2", "crop_conv_same_groupnorm",
+                "crop_maxpool_groupnorm", "crop_f_avg_pool2d_groupnorm", "crop_adaptive_pool",
+                "crop_f_group_norm_weight_kw", "crop_conv_d2_groups2_groupnorm", "crop_f_max_pool2d_shape_kw_groupnorm"}
+"""Cases whose op is global: its output is computed whole (every other op computes the queried cell only)."""
 
 
 def _bn() -> nn.BatchNorm2d:
@@ -151,6 +205,14 @@ def test_every_output_location_equals_the_full_run(name: str) -> None:
     pair = [(0, w - 1), (h - 1, 0)]  # two far corners in one run: one window each, not their bounding box
     got = tracer.gather(x, {0: pair})[0]
     torch.testing.assert_close(got, full[..., [0, h - 1], [w - 1, 0]], atol=1e-5, rtol=1e-4)
+    block = [(r, c) for r in (h // 2 - 1, h // 2) for c in (w // 2 - 1, w // 2)]  # one 2 x 2 window
+    got = tracer.gather(x, {0: block})[0]
+    torch.testing.assert_close(got, full[..., [p[0] for p in block], [p[1] for p in block]], atol=1e-5, rtol=1e-4)
+    steps = tracer.plan(tuple(x.shape), {0: [(0, 0)]}).steps
+    if name not in WHOLE_OUTPUT:  # the op ran on the queried cell, not whole (nor fell back to a whole-map rule)
+        assert steps[-1].rule.name != "whole" and steps[-1].rect == Rect(0, 1, 0, 1)
+        # and every local step computed a window (a map operand is not made whole)
+        assert all(s.rect is not None and s.rect != Rect(0, h, 0, w) for s in steps if s.rule.name != "whole")
 
 
 class _Pools(nn.Module):
@@ -176,7 +238,7 @@ class _Dense(nn.Module):
     def forward(self, x):
         v = self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # [B, 6]: B * 6 * 4 MACs
         v = F.linear(v, self.w2)  # [B, 3]: B * 3 * 6
-        v = torch.matmul(v, self.w3)  # [B, C]: B * C * 3
+        v = torch.matmul(v[:, None, :], self.w3)[:, 0]  # [B, 1, C]: B * C * 3
         return self.conv(x) * v.mean(dim=1)[:, None, None, None]
 
 
