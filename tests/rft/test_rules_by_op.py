@@ -161,6 +161,10 @@ CASES: dict[str, Callable[[], OneOp]] = {
     "crop_f_group_norm_weight_kw": lambda: OneOp(
         lambda s, x: F.group_norm(F.pad(s.m1(x), (-4, -4, -5, -5)), 2, weight=s.g, bias=s.b),
         m1=nn.Conv2d(C, C, 1), g=torch.rand(C) + 0.5, b=torch.randn(C)),
+    # an input-dependent keyword of a whole op after a crop: its value must be materialised whole too
+    "crop_f_group_norm_dynamic_weight_kw": lambda: OneOp(
+        lambda s, x: F.group_norm(F.pad(s.m1(x), (-4, -4, -5, -5)), 2, weight=x.mean(dim=(0, 2, 3)) + 1.0),
+        m1=nn.Conv2d(C, C, 1)),
     "plus_2d_slice": lambda: OneOp(lambda s, x: x + x[0, 0]),
     "cat_of_chunks": lambda: OneOp(lambda s, x: torch.cat(x.chunk(2, dim=1), dim=1) * 2),
     "crop_f_avg_pool2d_groupnorm": lambda: OneOp(
@@ -170,7 +174,8 @@ CASES: dict[str, Callable[[], OneOp]] = {
 
 WHOLE_OUTPUT = {"groupnorm", "bilinear_antialias_down", "bicubic_x2", "crop_conv_same_groupnorm",
                 "crop_maxpool_groupnorm", "crop_f_avg_pool2d_groupnorm", "crop_adaptive_pool",
-                "crop_f_group_norm_weight_kw", "crop_conv_d2_groups2_groupnorm", "crop_f_max_pool2d_shape_kw_groupnorm"}
+                "crop_f_group_norm_weight_kw", "crop_conv_d2_groups2_groupnorm", "crop_f_max_pool2d_shape_kw_groupnorm",
+                "crop_f_group_norm_dynamic_weight_kw"}
 """Cases whose op is global: its output is computed whole (every other op computes the queried cell only)."""
 
 
@@ -239,7 +244,8 @@ class _Dense(nn.Module):
         v = self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # [B, 6]: B * 6 * 4 MACs
         v = F.linear(v, self.w2)  # [B, 3]: B * 3 * 6
         v = torch.matmul(v[:, None, :], self.w3)[:, 0]  # [B, 1, C]: B * C * 3
-        return self.conv(x) * v.mean(dim=1)[:, None, None, None]
+        u = torch.matmul(self.w3, v[:, :, None])  # [B, 3, 1], constant first operand: B * 3 * C
+        return self.conv(x) * (v.mean(dim=1) + u.mean(dim=(1, 2)))[:, None, None, None]
 
 
 def test_macs_of_pools_and_global_products_by_hand() -> None:
@@ -247,7 +253,8 @@ def test_macs_of_pools_and_global_products_by_hand() -> None:
     with a batch of 2. Pools on 4 x 17 x 17: max 3x3 / 2 (pad 1) -> 9 x 9: 2 * 4 * 81 * 9 = 5832; avg (2, 3) ->
     4 x 3: 2 * 4 * 12 * 6 = 576; output location (0, 0) needs one avg output (2 * 4 * 6 = 48) over max outputs
     rows 0-1, cols 0-2 (2 * 4 * 6 * 9 = 432). Dense on 4 x 5 x 5: Linear 2 * 6 * 4 = 48, F.linear 2 * 3 * 6 = 36,
-    matmul 2 * 4 * 3 = 24, all run whole for any query; the grouped conv (4 -> 6, 3x3, 2 groups)
+    matmul 2 * 4 * 3 = 24, matmul with a constant first operand 2 * 3 * 4 = 24 (counted 0 before: its inner
+    size is read off the second operand), all run whole for any query; the grouped conv (4 -> 6, 3x3, 2 groups)
     2 * 6 * 25 * 2 * 9 = 5400 in full."""
     pools = ReceptiveFieldTracer(_Pools().eval())
     plan = pools.plan((2, C, 17, 17), {0: [(0, 0)]})
@@ -255,6 +262,7 @@ def test_macs_of_pools_and_global_products_by_hand() -> None:
     assert plan.macs == 432 + 48
     dense = ReceptiveFieldTracer(_Dense().eval())
     plan = dense.plan((2, C, 5, 5), {0: [(0, 0)]})
-    assert plan.full_macs == 48 + 36 + 24 + 5400
+    assert plan.full_macs == 48 + 36 + 24 + 24 + 5400
     table = {row["node"]: row for row in plan.node_table()}
-    assert (table["fc"]["macs"], table["linear"]["macs"], table["matmul"]["macs"]) == (48, 36, 24)
+    assert (table["fc"]["macs"], table["linear"]["macs"], table["matmul"]["macs"], table["matmul_1"]["macs"]) == (
+        48, 36, 24, 24)

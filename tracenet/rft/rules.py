@@ -107,9 +107,12 @@ class WholeRule(Rule):
         if node.op == "call_module" and isinstance(op.module, nn.Linear):
             return _numel(op.shape()) * op.module.in_features
         if node.op == "call_function" and node.target in (F.linear, torch.matmul, torch.bmm):
-            a_shape = op.shape(node.args[0]) if op.is_tensor_node(node.args[0]) else None
-            if a_shape:
-                return _numel(op.shape()) * a_shape[-1]
+            a, b = node.args[0], node.args[1]
+            if op.is_tensor_node(a):
+                return _numel(op.shape()) * op.shape(a)[-1]
+            if node.target is not F.linear and op.is_tensor_node(b):  # constant first operand: K from the second
+                b_shape = op.shape(b)
+                return _numel(op.shape()) * (b_shape[-2] if len(b_shape) > 1 else b_shape[0])
         return 0
 
 
