@@ -260,7 +260,7 @@ def level_mask_logits(mask_feats: Tensor, params: Tensor, locations_xy: Tensor, 
     w_xy = w1[:, :, -2:] / soi  # [E, 8, 2]
     w1 = torch.cat([w1[:, :, :-2], -w_xy], dim=2)
     b1 = biases[0].reshape(n, LAYER_SHAPES[0][1]) + (w_xy * locations_xy[:, None, :]).sum(dim=2)  # [E, 8]
-    # layer 1 as one 2-D product plus a bias column: onnxruntime fuses it and the relu into one Gemm
+    # layer 1 as one 2-D product for all candidates ([E * 8, 10] @ [10, HW]) plus a bias column
     x = torch.relu(w1.reshape(n * LAYER_SHAPES[0][1], LAYER_SHAPES[0][0]) @ inputs + b1.reshape(-1, 1))
     x = x.reshape(n, LAYER_SHAPES[0][1], rows * cols)  # [E, 8, HW]
     x = torch.relu(weights[1].reshape(n, LAYER_SHAPES[1][1], LAYER_SHAPES[1][0]) @ x
