@@ -32,7 +32,7 @@ def _options(ort: Any, threads: int | None, *, spinning: bool) -> Any:
     """Session options. The encoder's threads never busy-wait: once it has run they would otherwise spin while
     the decoder (and the Python around it) runs, which on 2 cores cost the decoder about a third of its time.
     The decoder's do: its ~500 small nodes include a dozen convolutions split across threads, and waking a
-    sleeping thread for each costs more than the convolution saves (about 1 ms of a 5 ms decoder on 2 cores);
+    sleeping thread for each cost 0.6-1 ms of a 5 ms decoder on 2 cores (measured in session 7);
     its threads spin only briefly after a run, while the core post-processes on the calling thread."""
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
