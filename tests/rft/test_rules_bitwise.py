@@ -71,6 +71,14 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 
 
+# Cases whose full-size convolution oneDNN runs with another implementation than any crop on this CPU. Without
+# AVX-512, a *padded* 1x1 convolution over 4 channels goes to oneDNN's im2col + GEMM kernel ("gemm:jit", plain
+# layout; ONEDNN_VERBOSE=1 shows it), while the tracer's zero-padded crop, an unpadded 1x1 convolution, goes to
+# "jit_1x1:avx2" (blocked layout): the same sums in another order (a last-bit difference, 6e-8). On the AVX-512
+# machines of earlier sessions (and their CI) the case was bit-identical, and it is held to that there.
+SIZE_DEPENDENT_HERE = set() if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else {"conv1_s2_p1_batch2"}
+
+
 def _queries(h: int, w: int) -> list[list[tuple[int, int]]]:
     """Single cells at the corners, edges and centre, and a 2 x 2 and a 3 x 3 block (one window each)."""
     singles = [[(r, c)] for r in sorted({0, 1, h // 2, h - 1}) for c in sorted({0, w // 2, w - 1})]
@@ -98,10 +106,14 @@ def test_cropped_values_equal_the_full_run_bit_for_bit(name: str) -> None:
         full = net(x)
     tracer = ReceptiveFieldTracer(net)
     h, w = full.shape[-2:]
+    exact = name not in SIZE_DEPENDENT_HERE
     for points in _queries(h, w):
         got = tracer.gather(x, {0: points})[0]
         want = full[..., [p[0] for p in points], [p[1] for p in points]]
-        assert torch.equal(got, want), f"{name} at {points}: max diff {(got - want).abs().max().item():.3g}"
+        if exact:
+            assert torch.equal(got, want), f"{name} at {points}: max diff {(got - want).abs().max().item():.3g}"
+        else:
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)  # a last-bit difference, no more
 
 
 def test_grouped_convolution_without_onednn_runs_the_native_kernel() -> None:

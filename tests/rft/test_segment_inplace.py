@@ -10,13 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from tracenet.rft import ReceptiveFieldTracer, TraceCache
-from tracenet.rft.inplace import hardtanh_, silu_
+from tracenet.rft.inplace import batch_norm_, hardtanh_, silu_
 from tracenet.rft.segment import WholeSegment
 
 
 class Block(nn.Module):
     """conv+ReLU, conv+BN+ReLU6, conv+SiLU, a residual addition followed by an in-place ReLU, a strided conv whose
-    output is both handed out and read by an activation."""
+    output is both handed out and read by an activation, and a BatchNorm whose input is read again afterwards."""
 
     def __init__(self, ch: int = 32) -> None:
         super().__init__()
@@ -30,6 +30,8 @@ class Block(nn.Module):
         self.c3 = nn.Conv2d(ch, ch, 3, padding=1)
         self.relu_inplace = nn.ReLU(inplace=True)
         self.down = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.c4 = nn.Conv2d(ch, ch, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(ch)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         a = self.relu(self.stem(x))
@@ -37,7 +39,8 @@ class Block(nn.Module):
         c = self.silu(self.c2(b))
         d = self.relu_inplace(self.c3(c) + a)  # residual: the addition in place, then the ReLU in place
         e = self.down(d)
-        return {"d": d, "e": e, "f": F.relu(e)}
+        g = self.c4(e)
+        return {"d": d, "e": e, "f": F.relu(e), "h": self.bn2(g) - g}  # bn2 must not overwrite g
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,9 @@ def block() -> nn.Module:
     with torch.no_grad():
         net.bn1.running_mean.uniform_(-0.2, 0.2)
         net.bn1.running_var.uniform_(0.5, 2.0)
+        net.bn2.running_mean.uniform_(-0.2, 0.2)
+        net.bn2.running_var.uniform_(0.5, 2.0)
+        net.bn2.weight.uniform_(0.5, 1.5)
     return net.eval()
 
 
@@ -60,7 +66,7 @@ def test_rewritten_segment_is_bit_identical_and_in_place(block) -> None:
     with torch.no_grad():
         full = block(x)
     tracer = ReceptiveFieldTracer(block)
-    out = tracer.run(x, {"d": None, "e": None, "f": None})
+    out = tracer.run(x, {"d": None, "e": None, "f": None, "h": None})
     for key in full:
         assert torch.equal(out[key][0], full[key]), key
     seg = _segment(tracer)
@@ -69,7 +75,10 @@ def test_rewritten_segment_is_bit_identical_and_in_place(block) -> None:
     targets = [n.target for n in nodes if n.op in ("call_function", "call_method")]
     # ReLU (stem), ReLU6 (after BN), SiLU in place; the residual addition as add_ on the convolution's output
     assert torch.relu_ in targets and hardtanh_ in targets and silu_ in targets and "add_" in targets
+    # BatchNorm after c1 over the convolution's output (its out= kernel); bn2's input is read again: left alone
+    assert targets.count(batch_norm_) == 1
     left = [seg.module.get_submodule(str(n.target)) for n in nodes if n.op == "call_module"]
+    assert [type(m) for m in left if isinstance(m, nn.BatchNorm2d)] == [nn.BatchNorm2d]
     assert not any(isinstance(m, (nn.ReLU, nn.ReLU6, nn.SiLU)) and not m.inplace for m in left)  # all in place now
     # "e" is handed out and read by F.relu: that ReLU stays out of place (e keeps its negative values)
     (relu_e,) = [n for n in nodes if n.op == "call_function" and n.target is F.relu]
@@ -86,7 +95,7 @@ def test_cached_inputs_are_not_overwritten(block) -> None:
     cache = TraceCache()
     tracer.run(x, {"d": [(3, 4)]}, cache)
     before = {n: c.value.clone() for n, c in cache.values.items() if isinstance(c.value, torch.Tensor)}
-    out = tracer.run(x, {"d": None, "e": None, "f": None}, cache)
+    out = tracer.run(x, {"d": None, "e": None, "f": None, "h": None}, cache)
     for node, value in before.items():
         assert torch.equal(cache.values[node].value, value), node.name
     for key in full:

@@ -1,11 +1,16 @@
 """A compiled whole-map segment rewritten to overwrite what nothing else reads, instead of allocating new maps.
 
-The segment (:mod:`tracenet.rft.segment`) computes whole maps exactly as the full run does. An activation (ReLU,
-ReLU6 / Hardtanh, SiLU, Hardswish, LeakyReLU) or an addition whose first operand was freshly computed inside the
-segment (a convolution's, BatchNorm's, activation's ... result, never a view), is read by nothing else and is not
-handed out, overwrites that operand: one full-size allocation less, bit-identical values. Measured on the bundled
-lite0 model at 1024x768 (one thread, busy machine, interleaved in one process): the whole-map part's CPU time
-over FullNet's 0.614 -> 0.592 with malloc reusing freed memory, 0.631 -> 0.615 without.
+The segment (:mod:`tracenet.rft.segment`) computes whole maps exactly as the full run does. An inference
+BatchNorm (``BatchNorm2d`` in eval mode), an activation (ReLU, ReLU6 / Hardtanh, SiLU, Hardswish, LeakyReLU) or an
+addition whose first operand was freshly computed inside the segment (a convolution's, BatchNorm's, activation's
+... result, never a view), is read by nothing else and is not handed out, overwrites that operand: one full-size
+map less to allocate and write, bit-identical values (the same kernels: BatchNorm through the ``out=`` variant of
+``native_batch_norm``, which computes element by element). Measured on the bundled lite0 model at 1024x768 (one
+thread, busy machine, interleaved in one process): the whole-map part's CPU time over FullNet's 0.614 -> 0.592
+with malloc reusing freed memory, 0.631 -> 0.615 without (activations and additions; lite0's BatchNorm is folded
+before tracing). On the R50-FPN benchmark (BatchNorm not folded), BatchNorm in place took the traced run from
+0.50-0.52 to 0.44-0.48 of the full run's wall time (2 threads; the rewrite's own row in
+``benchmarks/rft_benchmark.py``), where the plain segment stays at the eager backbone's 0.51.
 
 Tried and dropped (no measurable gain, see docs/PROFILE.md): oneDNN convolution + activation in one call
 (``torch.ops.mkldnn._convolution_pointwise``; 0.614 -> 0.608 and 0.631 -> 0.642 in the same runs) and folding
@@ -40,6 +45,18 @@ def hardswish_(x: torch.Tensor) -> torch.Tensor:
 
 def leaky_relu_(x: torch.Tensor, slope: float) -> torch.Tensor:
     return F.leaky_relu(x, slope, inplace=True)
+
+
+_NO_STATS = torch.empty(0)
+
+
+def batch_norm_(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, mean: torch.Tensor,
+                var: torch.Tensor, eps: float) -> torch.Tensor:
+    """Inference BatchNorm written over its input: the same kernel as ``F.batch_norm(training=False)`` (its
+    ``out=`` variant, which computes element by element), so bit-identical, without a new map."""
+    torch.ops.aten.native_batch_norm.out(x, weight, bias, mean, var, False, 0.0, eps, out=x,
+                                         save_mean=_NO_STATS, save_invstd=_NO_STATS)
+    return x
 
 
 # activation name -> the same activation in place (called as fn(x, *scalars))
@@ -81,13 +98,35 @@ _FRESH_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.
                   nn.MaxPool2d, nn.AvgPool2d, nn.Upsample)
 
 
+_REWRITTEN = "tracenet_in_place"  # node.meta key of the ops optimise put in
+
+
 def _fresh(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.meta.get(_REWRITTEN):  # put in by optimise: an in-place op on a fresh map returns that map
+        return True
     if node.op == "call_function":
         return node.target in _FRESH_FUNCTIONS and not node.kwargs.get("inplace", False)
     if node.op == "call_module":
         m = modules.get(str(node.target))
         return isinstance(m, _FRESH_MODULES) and not getattr(m, "inplace", False)
     return False
+
+
+def _eval_batch_norm(node: fx.Node, modules: dict[str, nn.Module]) -> nn.BatchNorm2d | None:
+    """The module of a ``BatchNorm2d`` call that normalises with its running statistics (eval mode), else None."""
+    if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+        return None
+    m = modules.get(str(node.target))
+    if type(m) is not nn.BatchNorm2d or m.training or m.running_mean is None or m.running_var is None:
+        return None
+    return m
+
+
+def _attr(gm: fx.GraphModule, node: fx.Node, name: str) -> fx.Node | None:
+    """A ``get_attr`` node for ``<module>.<name>`` (``None`` when the module has no such tensor)."""
+    if getattr(gm.get_submodule(str(node.target)), name) is None:
+        return None
+    return gm.graph.get_attr(f"{node.target}.{name}")
 
 
 def optimise(gm: fx.GraphModule, keep: set[fx.Node], shapes: dict[fx.Node, Any]) -> None:
@@ -101,7 +140,12 @@ def optimise(gm: fx.GraphModule, keep: set[fx.Node], shapes: dict[fx.Node, Any])
         if src in keep or len(src.users) != 1 or not _fresh(src, modules):
             continue
         act = _activation(node, modules)
-        if act is not None:
+        bn = _eval_batch_norm(node, modules)
+        if bn is not None:
+            with gm.graph.inserting_before(node):
+                attrs = [_attr(gm, node, name) for name in ("weight", "bias", "running_mean", "running_var")]
+                new = gm.graph.call_function(batch_norm_, (src, *attrs, float(bn.eps)))
+        elif act is not None:
             with gm.graph.inserting_before(node):
                 new = gm.graph.call_function(_IN_PLACE[act[0]], (src, *act[1]))
         elif (node.op == "call_function" and node.target in (operator.add, torch.add) and len(node.args) == 2
@@ -111,6 +155,9 @@ def optimise(gm: fx.GraphModule, keep: set[fx.Node], shapes: dict[fx.Node, Any])
                 new = gm.graph.call_method("add_", (src, node.args[1]))
         else:
             continue
+        new.meta[_REWRITTEN] = True
+        if node in shapes:
+            shapes[new] = shapes[node]
         node.replace_all_uses_with(new)
         if node in keep:
             keep.discard(node)
