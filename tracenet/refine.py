@@ -10,7 +10,8 @@ boundary is a smooth curve drawn on a ~21-pixel grid. Two classical refiners wor
 - ``"grabcut"``: OpenCV GrabCut initialised from the mask: confident pixels (probability >= 0.9 / <= 0.1) are
   fixed foreground / background (the crop's border too), the rest is "probably" by the 0.5 threshold, and
   ``iterations`` rounds of colour-model EM + graph cut decide them, on the crop shrunk to at most ``max_side``
-  pixels (then upsampled back). If GrabCut empties the mask, the unrefined mask is kept.
+  pixels (then upsampled back). If GrabCut empties the mask, the unrefined mask is kept. OpenCV's random
+  generator is seeded before each call, so a tap gives the same mask every time.
 
 ``refine="none"`` returns the thresholded probabilities unchanged. The refiner sees only the photo and the
 probabilities of the chosen candidate, so the traced path and FullNet (which give identical probabilities) give
@@ -27,6 +28,7 @@ import numpy as np
 __all__ = ["REFINERS", "RefineConfig", "refine_mask"]
 
 REFINERS = ("none", "guided", "grabcut")
+GRABCUT_SEED = 0  # OpenCV's generator state before every GrabCut call (k-means seeding of its colour models)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ def _grabcut(image: np.ndarray, probs: np.ndarray, cfg: RefineConfig) -> np.ndar
     if not ((gc == cv2.GC_PR_FGD) | (gc == cv2.GC_PR_BGD)).any():
         return None  # nothing left to decide
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    # GrabCut seeds its colour models by k-means from OpenCV's (per-thread) global generator: without a fixed
+    # seed the same tap gives a different mask on every call. This resets that generator for the calling thread.
+    cv2.setRNGSeed(GRABCUT_SEED)
     try:
         cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), gc, None, bgd, fgd, cfg.iterations,
                     cv2.GC_INIT_WITH_MASK)
