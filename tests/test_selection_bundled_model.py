@@ -29,14 +29,14 @@ def photo() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def paper(photo):
-    seg = tracenet.load(selection="paper", require_tap_inside=True)
+    seg = tracenet.load(selection="paper", require_tap_inside=True, refine="none")
     seg.set_image(photo)
     return seg
 
 
 @pytest.fixture(scope="module")
 def paper_no_fallback(photo):
-    seg = tracenet.load(selection="paper", require_tap_inside=False)
+    seg = tracenet.load(selection="paper", require_tap_inside=False, refine="none")
     seg.set_image(photo)
     return seg
 
@@ -115,7 +115,7 @@ def test_boxes_are_in_the_photos_pixels(paper, photo):
     """Guards "boxes not divided by the resize scale": the 512-px photo runs at 384 px; the same photo resized to
     384 px beforehand runs unscaled and gives the same candidate, so its box times 512 / 384 is the box here."""
     small, _ = fit_long_side(photo, 384)
-    unscaled = tracenet.load(selection="paper", require_tap_inside=True)
+    unscaled = tracenet.load(selection="paper", require_tap_inside=True, refine="none")
     unscaled.set_image(small)
     for tap in [(256, 200), (100, 400), (412, 244)]:
         big = paper.predict(tap, use_rft=False)

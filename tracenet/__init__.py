@@ -6,6 +6,7 @@ Quick use::
     seg = tracenet.load()              # bundled default model
     seg.set_image("photo.jpg")         # path, PIL image or HxWx3 uint8 RGB array
     res = seg.predict((x, y))          # tap in image pixels; res.mask HxW bool, res.score, res.box
+    seg = tracenet.load(refine="none") # the network's own mask, without GrabCut boundary refinement
     seg = tracenet.load(engine="onnx") # the same model on onnxruntime (numpy + Pillow, no torch needed)
 
 Importing ``tracenet`` loads neither torch nor onnxruntime; each engine imports what it needs.
@@ -26,8 +27,14 @@ def load(checkpoint: str | None = None, *, engine: str = "torch", **kwargs):
 
     ``engine="torch"``: :class:`tracenet.predictor.TapSegmenter` from a ``.safetensors`` checkpoint (traced and
     FullNet paths). ``engine="onnx"``: :class:`tracenet.deploy.engine.OnnxTapSegmenter` from an export folder made
-    by ``tracenet export --format onnx`` (onnxruntime, numpy and Pillow only). ``kwargs`` go to the engine.
+    by ``tracenet export --format onnx`` (onnxruntime, numpy and Pillow only). ``kwargs`` go to the engine;
+    ``refine`` defaults to :data:`tracenet.refine.DEFAULT_REFINE` (GrabCut boundary refinement, OpenCV), pass
+    ``refine="none"`` for the network's own mask.
     """
+    if "refine" not in kwargs:
+        from tracenet.refine import DEFAULT_REFINE
+
+        kwargs["refine"] = DEFAULT_REFINE
     if engine == "onnx":
         from tracenet.deploy.engine import OnnxTapSegmenter
 

@@ -10,7 +10,8 @@ boundary is a smooth curve drawn on a ~21-pixel grid. Two classical refiners wor
 - ``"grabcut"``: OpenCV GrabCut initialised from the mask: confident pixels (probability >= 0.9 / <= 0.1) are
   fixed foreground / background (the crop's border too), the rest is "probably" by the 0.5 threshold, and
   ``iterations`` rounds of colour-model EM + graph cut decide them, on the crop shrunk to at most ``max_side``
-  pixels (then upsampled back). If GrabCut empties the mask, the unrefined mask is kept. OpenCV's random
+  pixels (then upsampled back). The labels are made at the photo's resolution and shrunk as labels, so the
+  refined mask depends on the probabilities only through those three thresholds there. If GrabCut empties the mask, the unrefined mask is kept. OpenCV's random
   generator is seeded before each call, so a tap gives the same mask every time.
 
 ``refine="none"`` returns the thresholded probabilities unchanged. The refiner sees only the photo and the
@@ -25,9 +26,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["REFINERS", "RefineConfig", "refine_mask"]
+__all__ = ["DEFAULT_REFINE", "REFINERS", "RefineConfig", "refine_mask"]
 
 REFINERS = ("none", "guided", "grabcut")
+DEFAULT_REFINE = "grabcut"
+"""What ``tracenet.load()``, ``tracenet segment``, ``tracenet edit`` and the web app refine with unless told
+otherwise (measured in session 9, README "Boundary refinement"). The :class:`~tracenet.predictor.TapSegmenter`
+constructor itself, evaluation and the benchmarks keep ``"none"``: they measure the network's own masks."""
 GRABCUT_SEED = 0  # OpenCV's generator state before every GrabCut call (k-means seeding of its colour models)
 
 
@@ -94,16 +99,26 @@ def _guided(image: np.ndarray, probs: np.ndarray, radius: int, eps: float, max_s
     return (mean_a * full_guide).sum(-1) + mean_b
 
 
+def _trimap(probs: np.ndarray) -> np.ndarray:
+    """GrabCut's initial labels from mask probabilities ``[h, w]``: >= 0.9 object, <= 0.1 background, the rest
+    "probably" by the 0.5 threshold."""
+    gc = np.where(probs > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    gc[probs >= 0.9] = cv2.GC_FGD
+    gc[probs <= 0.1] = cv2.GC_BGD
+    return gc
+
+
 def _grabcut(image: np.ndarray, probs: np.ndarray, cfg: RefineConfig) -> np.ndarray:
     h, w = probs.shape
+    # The labels are taken at the photo's resolution and shrunk as labels (nearest), never the probabilities:
+    # the traced path and FullNet give probabilities equal up to float32 summation order (~4e-7), and one
+    # shrunk probability on the other side of 0.5 changed ~100 refined pixels of a coffee.png tap.
+    gc = _trimap(probs)
     s = min(1.0, cfg.max_side / max(h, w))
     if s < 1.0:
         size = (max(1, round(w * s)), max(1, round(h * s)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        probs = cv2.resize(probs, size, interpolation=cv2.INTER_LINEAR)
-    gc = np.where(probs > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
-    gc[probs >= 0.9] = cv2.GC_FGD
-    gc[probs <= 0.1] = cv2.GC_BGD
+        gc = cv2.resize(gc, size, interpolation=cv2.INTER_NEAREST)
     border = np.ones(gc.shape, dtype=bool)
     border[1:-1, 1:-1] = False
     gc[border & (gc != cv2.GC_FGD)] = cv2.GC_BGD

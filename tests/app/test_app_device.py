@@ -3,7 +3,8 @@ phone-sized touch viewport (390x844) and the app's own headers (COOP/COEP and it
 scripts, the worker and onnxruntime-web's WebAssembly must run under them).
 
 - Taps on the bundled photos give the same mask as the server's ``/api/segment`` for the same photo and tap
-  (IoU >= 0.99), while no request reaches the segmentation, image or edit endpoints (every request is recorded).
+  (IoU >= 0.99; the server here runs without boundary refinement, ``tracenet.load(refine="none")``: the device
+  mode has no OpenCV and shows the network's own mask), while no request reaches the segmentation, image or edit endpoints (every request is recorded).
 - The photo the network sees in the page equals ``tracenet.io.fit_long_side`` in Python, byte for byte.
 - A cut-out downloads with alpha equal to the mask (edge softness 0), and feathered alpha stays inside / outside.
 - Bad input: an unreadable file and a photo over the pixel limit get a clear message; a browser without
@@ -58,7 +59,12 @@ def server():
     from tracenet.app import create_app
 
     pytest.importorskip("uvicorn")
-    with LiveServer(create_app(warm_up=True)) as live:
+    import tracenet
+
+    from tracenet.app.device import default_export
+
+    with LiveServer(create_app(lambda: tracenet.load(refine="none"), warm_up=True,
+                               device_model=default_export())) as live:
         yield live
 
 

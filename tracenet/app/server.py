@@ -353,7 +353,9 @@ def create_app(
 
     def clickable_reply(entry: ImageEntry, tap: tuple[int, int], iou_threshold: float, t0: float) -> dict[str, Any]:
         try:
-            with runner.session(entry) as seg:
+            # on the network's masks: refinement is a function of the chosen candidate alone, so taps that give
+            # the same network mask give the same refined one, and the view stays within its time budget
+            with runner.session(entry) as seg, seg.unrefined():
                 mask = seg.predict_cached(tap).mask
                 info = clickable_region_details(
                     seg,

@@ -243,7 +243,19 @@ class CachedSegmenter:
             self.tap_groups = groups_fn
 
     def _cache_key(self, tap: tuple[int, int]) -> Any:
-        return self.tap_key(tap) if self.tap_key is not None else ("px", int(tap[0]), int(tap[1]))
+        key = self.tap_key(tap) if self.tap_key is not None else ("px", int(tap[0]), int(tap[1]))
+        return (getattr(self._seg, "refine", None), key)  # refined and network masks are cached apart
+
+    @contextmanager
+    def unrefined(self) -> Iterator[None]:
+        """Within the block, predictions are the network's own masks (no boundary refinement): what decides
+        which object a tap selects, and about 80 ms per tap cheaper (the clickable region runs many taps)."""
+        refinement = getattr(self._seg, "refinement", None)
+        if not callable(refinement):
+            yield
+            return
+        with refinement("none"):
+            yield
 
     def predict(self, tap: tuple[int, int]) -> Prediction:
         """Same as :meth:`predict_cached` (the name :func:`~tracenet.edit.clickable_region` calls)."""

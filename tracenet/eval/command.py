@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--refine",
         choices=["none", "guided", "grabcut"],
         default=None,
-        help="boundary refinement of TraceNet's masks (tracenet.refine; default: none)",
+        help="boundary refinement of TraceNet's masks (tracenet.refine; default: none, the network's own masks, "
+        "although tracenet.load() refines with grabcut by default)",
     )
     parser.add_argument("--out", required=True, help="output folder for metrics.json, report.md, plots")
     parser.add_argument("--beta", type=float, default=0.7, help="IoU threshold of mTA (default 0.7)")

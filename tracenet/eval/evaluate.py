@@ -285,6 +285,8 @@ def evaluate(method: Any, benchmark: Benchmark, config: EvalConfig) -> EvalRun:
     }
     if getattr(method, "selection", None):
         metrics["selection"] = method.selection
+    if getattr(method, "refine", None):
+        metrics["refine"] = method.refine
     metrics.update(aggregate(results))
     metrics.update(
         {

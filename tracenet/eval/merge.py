@@ -30,6 +30,7 @@ __all__ = ["main", "merge_runs", "read_shard"]
 _SAME = (
     "method",
     "selection",
+    "refine",
     "benchmark",
     "dataset",
     "images",
@@ -122,6 +123,8 @@ def merge_runs(folders: list[str | Path]) -> EvalRun:
     metrics: dict[str, Any] = {k: first[k] for k in ("method", "benchmark", "dataset", "images")}
     if first.get("selection"):
         metrics["selection"] = first["selection"]
+    if first.get("refine"):
+        metrics["refine"] = first["refine"]
     metrics.update(aggregate(results))
     n_images = total("n_images")
     metrics["n_images"] = n_images

@@ -119,16 +119,19 @@ class TraceNetMethod:
         **load_kwargs: Any,
     ) -> None:
         """``segmenter`` (optional) is an already loaded ``tracenet.load()`` object; else ``checkpoint`` is
-        loaded (None = the bundled default model). ``load_kwargs`` go to ``tracenet.load``."""
+        loaded (None = the bundled default model). ``load_kwargs`` go to ``tracenet.load`` (``refine``
+        defaults to ``"none"`` here: evaluation measures the network's masks unless told otherwise)."""
         if segmenter is None:
             import tracenet  # lazy: the model stack (torch) is only needed for this method
 
+            load_kwargs.setdefault("refine", "none")  # the network's own masks unless asked
             segmenter = tracenet.load(checkpoint, **load_kwargs)
         self._seg = segmenter
         self.use_rft = use_rft
         self.name = name or ("tracenet" if use_rft else "fullnet")
         self._shape: tuple[int, int] | None = None
         self.selection = getattr(segmenter, "selection", None)  # "paper" / "ranker", recorded in metrics.json
+        self.refine = getattr(segmenter, "refine", None)  # boundary refinement, recorded in metrics.json
         if callable(getattr(segmenter, "tap_key", None)):
             self.group_key = segmenter.tap_key
 

@@ -82,6 +82,8 @@ def render_report(
     """Markdown report of a ``metrics.json`` dict (and of its ``instances.jsonl`` rows, when given)."""
     approx = m.get("approximate", {})
     selection = f" (candidate choice: {m['selection']})" if m.get("selection") else ""
+    if m.get("refine") and m["refine"] != "none":
+        selection += f" (boundary refinement: {m['refine']})"
     lines = [f"# Tap evaluation: {m['method']}{selection}", ""]
     shard = m.get("shard")
     if shard:

@@ -223,6 +223,24 @@ class TapCore:
                        -(-net_w // s) - 1)
         return rows * (-(-net_w // s)) + cols
 
+    @contextmanager
+    def refinement(self, method: str) -> Iterator[None]:
+        """Within the block, refine with ``method`` (e.g. ``"none"``: the network's own masks, as the clickable
+        region uses them); the previous setting is restored afterwards."""
+        if method != "none":
+            from tracenet.refine import REFINERS, RefineConfig
+
+            if method not in REFINERS:
+                raise ValueError(f"refine must be one of {REFINERS}, got {method!r}")
+            if self.refine_cfg is None:
+                self.refine_cfg = RefineConfig()
+        before = self.refine
+        self.refine = method
+        try:
+            yield
+        finally:
+            self.refine = before
+
     # --------------------------------------------------------------------------------------------------- taps
     def predict(self, xy: tuple[float, float], **options: Any) -> TapResult:
         """Segment the object under the tap ``(x, y)`` (image pixels; fractions are floored to the pixel that
