@@ -94,3 +94,21 @@ def test_grabcut_refinement_is_deterministic():
     for _ in range(3):
         cv2.randu(np.empty((64, 64), np.float32), 0, 1)  # someone else draws from OpenCV's generator
         assert np.array_equal(seg.predict((220, 150)).mask, first)
+
+
+def test_load_refines_by_default_and_evaluation_measures_the_network():
+    """``tracenet.load()`` (and so ``segment``, ``edit`` and the app) refines with GrabCut unless told otherwise;
+    evaluation measures the network's own masks unless ``--refine`` asks, and the tap is the same candidate."""
+    import tracenet
+    from tracenet.eval.methods import TraceNetMethod
+    from tracenet.refine import DEFAULT_REFINE
+
+    assert DEFAULT_REFINE == "grabcut"
+    seg, raw = tracenet.load(), tracenet.load(refine="none")
+    assert (seg.refine, raw.refine, TraceNetMethod().refine) == ("grabcut", "none", "none")
+    photo = str(Path(tracenet.__file__).parent / "examples" / "cat.png")
+    seg.set_image(photo)
+    raw.set_image(photo)
+    a, b = seg.predict((220, 150)), raw.predict((220, 150))
+    assert (a.level, a.class_id, a.score, a.box) == (b.level, b.class_id, b.score, b.box)
+    assert not np.array_equal(a.mask, b.mask)  # the refinement changed the cat's outline

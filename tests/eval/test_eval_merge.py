@@ -103,6 +103,11 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, capsys):
     s1, s2, s3 = _run_shards(bench, tmp_path, 3, cfg)
     other_seed = evaluate(_method(), bench, EvalConfig(progress=False, shard=(2, 3), seed=1, **cfg))
     s3b = write_outputs(other_seed, tmp_path / "s3b", plots=False).parent
+    refined_method = _method()
+    refined_method.refine = "grabcut"  # a TraceNet run with --refine grabcut records it
+    refined = evaluate(refined_method, bench, EvalConfig(progress=False, shard=(2, 3), **cfg))
+    assert refined.metrics["refine"] == "grabcut" and "refine" not in other_seed.metrics
+    s3r = write_outputs(refined, tmp_path / "s3r", plots=False).parent
     single = write_outputs(
         evaluate(_method(), bench, EvalConfig(progress=False, **cfg)), tmp_path / "one"
     ).parent
@@ -111,6 +116,7 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, capsys):
         ([s1, s2], "shard(s) 3 of 3 missing"),
         ([s1, s2, s2], "are both shard 2/3"),
         ([s1, s2, s3b], "seed = 1"),
+        ([s1, s2, s3r], "refine = 'grabcut'"),
         ([s1, single], "is not a shard"),
         ([s1, tmp_path / "nowhere"], "not found"),
     ):
