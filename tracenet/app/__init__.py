@@ -30,7 +30,9 @@ i.e. after EXIF rotation; all errors are JSON ``{"detail": "..."}`` with a 4xx/5
     A tap outside the image is a 422 that says the valid ranges.
 ``POST /api/clickable`` (form: ``image_id``, ``x``, ``y``, ``iou_threshold`` = 0.9)
     The clickable region of the tapped object (paper fig. 1b): ``{"tolerance", "n_predictions", "exact",
-    "mask_png", ...}``; ``exact`` is false when the region was interpolated from a bounded number of taps.
+    "mask_png", ...}``; ``exact`` is false when the region was interpolated from a bounded number of taps. It is
+    computed on the network's masks, before boundary refinement (``/api/segment`` and ``/api/edit`` use the
+    refined mask of the default model, ``tracenet.load()``'s GrabCut refinement).
 ``POST /api/edit`` (form: ``image_id`` or multipart ``image``; ``taps`` = ``"x1,y1;x2,y2"``; ``effect`` =
 ``blur | replace | splash | cutout``; ``strength``, ``color`` = ``#rrggbb``, multipart ``background``,
 ``feather``, ``output`` = ``png | jpeg``)
