@@ -11,8 +11,9 @@ boundary is a smooth curve drawn on a ~21-pixel grid. Two classical refiners wor
   fixed foreground / background (the crop's border too), the rest is "probably" by the 0.5 threshold, and
   ``iterations`` rounds of colour-model EM + graph cut decide them, on the crop shrunk to at most ``max_side``
   pixels (then upsampled back). The labels are made at the photo's resolution and shrunk as labels, so the
-  refined mask depends on the probabilities only through those three thresholds there. If GrabCut empties the mask, the unrefined mask is kept. OpenCV's random
-  generator is seeded before each call, so a tap gives the same mask every time.
+  refined mask depends on the probabilities only through those three thresholds there. If GrabCut empties the
+  mask, the unrefined mask is kept. OpenCV's random generator is seeded before each call, so a tap gives the
+  same mask every time.
 
 ``refine="none"`` returns the thresholded probabilities unchanged. The refiner sees only the photo and the
 probabilities of the chosen candidate, so the traced path and FullNet (which give identical probabilities) give

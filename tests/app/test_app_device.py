@@ -60,7 +60,6 @@ def server():
 
     pytest.importorskip("uvicorn")
     import tracenet
-
     from tracenet.app.device import default_export
 
     with LiveServer(create_app(lambda: tracenet.load(refine="none"), warm_up=True,
