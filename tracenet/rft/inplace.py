@@ -12,6 +12,10 @@ before tracing). On the R50-FPN benchmark (BatchNorm not folded), BatchNorm in p
 0.50-0.52 to 0.44-0.48 of the full run's wall time (2 threads; the rewrite's own row in
 ``benchmarks/rft_benchmark.py``), where the plain segment stays at the eager backbone's 0.51.
 
+Max pooling without indices becomes :func:`tracenet.rft.maxpool.max_pool2d` (rows, then columns, through
+``torch.maximum``: the same values, 10 instead of 55-61 ms for the R50 stem's pooling at 1024x768; the benchmark's
+traced / full wall 0.508 -> 0.498 in one idle run).
+
 Tried and dropped (no measurable gain, see docs/PROFILE.md): oneDNN convolution + activation in one call
 (``torch.ops.mkldnn._convolution_pointwise``; 0.614 -> 0.608 and 0.631 -> 0.642 in the same runs) and folding
 BatchNorm into the convolutions (it moved values on the tests' calibrated ResNet-18-FPN by up to 9e-5, outside the
@@ -21,6 +25,7 @@ does for TraceNet and FullNet alike).
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +34,8 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+
+from tracenet.rft import maxpool
 
 
 def hardtanh_(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -93,7 +100,7 @@ def _activation(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[str, list
 # ops whose result is a new tensor (never a view of an operand): safe to overwrite once nothing else reads it
 _FRESH_FUNCTIONS = {F.conv2d, torch.conv2d, operator.add, operator.sub, operator.mul, operator.truediv,
                     torch.add, torch.sub, torch.mul, F.interpolate, torch.cat, F.relu, torch.relu, F.max_pool2d,
-                    F.avg_pool2d}
+                    F.avg_pool2d, maxpool.max_pool2d}
 _FRESH_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.LeakyReLU,
                   nn.MaxPool2d, nn.AvgPool2d, nn.Upsample)
 
@@ -129,11 +136,53 @@ def _attr(gm: fx.GraphModule, node: fx.Node, name: str) -> fx.Node | None:
     return gm.graph.get_attr(f"{node.target}.{name}")
 
 
+def _max_pool_stub(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """The signature of ``F.max_pool2d``, to read a call's arguments by name."""
+
+
+def _max_pool_args(node: fx.Node, modules: dict[str, nn.Module]) -> tuple | None:
+    """``(input, kernel_size, stride, padding, dilation, ceil_mode)`` of a 2-d max pooling without indices."""
+    if node.op == "call_module":
+        m = modules.get(str(node.target))
+        if type(m) is not nn.MaxPool2d or m.return_indices or len(node.args) != 1 or node.kwargs:
+            return None
+        return node.args[0], m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode
+    if node.op != "call_function" or node.target not in (F.max_pool2d, torch.max_pool2d):
+        return None
+    try:
+        bound = inspect.signature(_max_pool_stub).bind(*node.args, **node.kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    a = bound.arguments
+    if a["return_indices"] is not False or any(isinstance(v, fx.Node) for k, v in a.items() if k != "input"):
+        return None
+    return a["input"], a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"]
+
+
+def _replace(gm: fx.GraphModule, node: fx.Node, new: fx.Node, keep: set[fx.Node], shapes: dict[fx.Node, Any]
+             ) -> None:
+    if node in shapes:
+        shapes[new] = shapes[node]
+    node.replace_all_uses_with(new)
+    if node in keep:
+        keep.discard(node)
+        keep.add(new)
+    gm.graph.erase_node(node)
+
+
 def optimise(gm: fx.GraphModule, keep: set[fx.Node], shapes: dict[fx.Node, Any]) -> None:
     """Rewrite ``gm`` (a compiled segment) in place and recompile it. ``keep``: nodes whose values enter or leave
-    the segment (never overwritten); ``shapes``: full-run shapes of ``gm``'s nodes."""
+    the segment (never overwritten); ``shapes``: full-run shapes of ``gm``'s nodes. Max pooling also becomes
+    :func:`tracenet.rft.maxpool.max_pool2d` (the same values, faster)."""
     modules = dict(gm.named_modules())
     for node in list(gm.graph.nodes):
+        pool = _max_pool_args(node, modules)
+        if pool is not None:
+            with gm.graph.inserting_before(node):
+                new = gm.graph.call_function(maxpool.max_pool2d, pool)
+            _replace(gm, node, new, keep, shapes)
+            continue
         if not node.args or not isinstance(node.args[0], fx.Node):
             continue
         src = node.args[0]
@@ -156,12 +205,6 @@ def optimise(gm: fx.GraphModule, keep: set[fx.Node], shapes: dict[fx.Node, Any])
         else:
             continue
         new.meta[_REWRITTEN] = True
-        if node in shapes:
-            shapes[new] = shapes[node]
-        node.replace_all_uses_with(new)
-        if node in keep:
-            keep.discard(node)
-            keep.add(new)
-        gm.graph.erase_node(node)
+        _replace(gm, node, new, keep, shapes)
     gm.graph.lint()
     gm.recompile()
