@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tracenet.rft import ReceptiveFieldTracer
-from tracenet.rft import maxpool
+from tracenet.rft import ReceptiveFieldTracer, maxpool
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
