@@ -158,7 +158,9 @@ def propagate_shapes(cap: Captured, input_shape: tuple[int, ...], dtype: torch.d
             if _keeps_shape(n, cap.modules) and isinstance(self.env.get(n.args[0]), torch.Tensor):
                 result = self.env[n.args[0]]  # an activation: its input's shape (PyTorch's meta path is slow)
             else:
-                result = super().run_node(n)
+                result = _conv_result(n, cap.modules, self.env)
+                if result is None:
+                    result = super().run_node(n)
             shape = _shape_of(result)
             if shape is not None:
                 shapes[n] = shape
@@ -219,6 +221,32 @@ def _keeps_shape(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
         return type(modules.get(str(node.target))) in _SHAPE_KEEPING_MODULES
     return node.op == "call_function" and node.target in _SHAPE_KEEPING_FUNCTIONS
+
+
+def _conv_result(node: fx.Node, modules: dict[str, nn.Module], env: dict) -> torch.Tensor | None:
+    """An empty tensor of an ``nn.Conv2d`` call's output shape, computed by the convolution arithmetic (the meta
+    kernel's checks cost ~0.1 ms a layer: two thirds of a 329-node model's shape pass). ``None`` where the call is
+    anything else or would be refused (PyTorch's own call then raises its own error)."""
+    if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+        return None
+    m = modules.get(str(node.target))
+    x = env.get(node.args[0])
+    if type(m) is not nn.Conv2d or not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != m.in_channels:
+        return None
+    if x.dtype != m.weight.dtype:
+        return None
+    size = []
+    for i, n_in in enumerate(x.shape[2:]):
+        k, s, d = m.kernel_size[i], m.stride[i], m.dilation[i]
+        if m.padding == "same":
+            n_out = n_in
+        else:
+            p = 0 if m.padding == "valid" else m.padding[i]
+            n_out = (n_in + 2 * p - d * (k - 1) - 1) // s + 1
+        if n_out < 1:
+            return None
+        size.append(n_out)
+    return torch.empty((x.shape[0], m.out_channels, *size), dtype=x.dtype, device=x.device)
 
 
 def _meta_copy(cap: Captured) -> fx.GraphModule:
