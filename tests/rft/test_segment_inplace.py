@@ -131,3 +131,37 @@ def test_a_failing_rewritten_segment_falls_back_to_the_plain_one(block, monkeypa
     out = tracer.run(x, {"d": None})
     assert torch.equal(out["d"][0], full["d"])
     assert any(not s.optimised for s in tracer.captured.segments.values())
+
+
+class FoldedBlock(nn.Module):
+    """What BatchNorm folding leaves: conv -> Identity -> ReLU6, and an Identity whose value is handed out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.Identity()
+        self.act = nn.ReLU6()
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn2 = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        a = self.act(self.bn1(self.c1(x)))
+        b = self.bn2(self.c2(a))
+        return {"a": a, "b": b, "c": F.relu(b)}
+
+
+def test_identities_left_by_folding_do_not_stop_the_rewrite() -> None:
+    torch.manual_seed(0)
+    net = FoldedBlock().eval()
+    x = torch.randn(1, 3, 40, 56) * 3
+    with torch.no_grad():
+        full = net(x)
+    tracer = ReceptiveFieldTracer(net)
+    out = tracer.run(x, {"a": None, "b": None, "c": None})
+    for key in full:
+        assert torch.equal(out[key][0], full[key]), key
+    nodes = list(_segment(tracer).module.graph.nodes)
+    targets = [n.target for n in nodes if n.op == "call_function"]
+    assert hardtanh_ in targets  # the ReLU6 behind the Identity now overwrites the convolution's map
+    # "b" (the second Identity's value) is handed out: F.relu must not overwrite it, and it keeps negatives
+    assert torch.relu_ not in targets and (out["b"][0] < 0).any()

@@ -12,6 +12,10 @@ before tracing). On the R50-FPN benchmark (BatchNorm not folded), BatchNorm in p
 0.50-0.52 to 0.44-0.48 of the full run's wall time (2 threads; the rewrite's own row in
 ``benchmarks/rft_benchmark.py``), where the plain segment stays at the eager backbone's 0.51.
 
+``nn.Identity`` calls (what BatchNorm folding leaves between a convolution and its activation) are read through
+first: until session 10 they hid every lite0 ReLU6 from the rewrite (32 out-of-place clamps per first tap at
+1024x768, ~28 ms of CPU); with them gone the bundled model's traced first tap went 0.628 -> 0.584 of FullNet's.
+
 Max pooling without indices becomes :func:`tracenet.rft.maxpool.max_pool2d` (rows, then columns, through
 ``torch.maximum``: the same values, 10 instead of 55-61 ms for the R50 stem's pooling at 1024x768; the benchmark's
 traced / full wall 0.508 -> 0.498 in one idle run).
@@ -171,11 +175,23 @@ def _replace(gm: fx.GraphModule, node: fx.Node, new: fx.Node, keep: set[fx.Node]
     gm.graph.erase_node(node)
 
 
+def _drop_identities(gm: fx.GraphModule, keep: set[fx.Node], modules: dict[str, nn.Module]) -> None:
+    """Let readers of an ``nn.Identity`` (what BatchNorm folding leaves between a convolution and its activation)
+    read its input directly, so that the activation sees the convolution's fresh map. Identities whose value leaves
+    the segment stay."""
+    for node in list(gm.graph.nodes):
+        if (node.op == "call_module" and type(modules.get(str(node.target))) is nn.Identity and node not in keep
+                and len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], fx.Node)):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+
+
 def optimise(gm: fx.GraphModule, keep: set[fx.Node], shapes: dict[fx.Node, Any]) -> None:
     """Rewrite ``gm`` (a compiled segment) in place and recompile it. ``keep``: nodes whose values enter or leave
     the segment (never overwritten); ``shapes``: full-run shapes of ``gm``'s nodes. Max pooling also becomes
     :func:`tracenet.rft.maxpool.max_pool2d` (the same values, faster)."""
     modules = dict(gm.named_modules())
+    _drop_identities(gm, keep, modules)
     for node in list(gm.graph.nodes):
         pool = _max_pool_args(node, modules)
         if pool is not None:
