@@ -6,7 +6,7 @@ model), *shapes* (shape propagation, once per input shape), *plan* (back-tracing
 *candidates + masks* (everything in ``predict`` after the network: gather, NMS / ranker, dynamic mask head,
 resizing to the photo). FullNet's first tap is split into the network and the same candidate and mask work.
 
-    python benchmarks/rft_profile.py [--size 1024x768] [--repeats 5] [--threads 2] [--mask-region image]
+    python benchmarks/rft_profile.py [--size 1024x768] [--repeats 5] [--new-shapes 3] [--threads 2] [--mask-region image]
 
 Prints a Markdown table (medians over ``--repeats`` photos, interleaved). The machine is shared: read the ratios,
 not the absolute milliseconds.
@@ -34,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1024x768", help="WIDTHxHEIGHT of the network input (photo resized)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--new-shapes", type=int, default=3, help="never-seen input shapes to time (1-5)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mask-region", default="image", choices=["image", "box"])
     args = parser.parse_args()
@@ -111,15 +112,24 @@ def main() -> None:
         add("FullNet first: candidates + masks", res.latency_ms - net_ms)
         add("FullNet repeat", tap(taps[(i + 1) % len(taps)], use_rft=False, cpu_key="FullNet repeat")[0].latency_ms)
 
-    # a second never-seen input shape in a warm process (what a photo of a new size costs), against warm first
-    # taps at that same shape
-    other = photo(width - 24, height - 16)
-    seg.set_image(other)
-    new_shape, new_stages = tap(taps[0], cpu_key="new shape first")
-    warm_other = []
-    for i in range(max(2, args.repeats)):
+    # never-seen input shapes in a warm process (what a photo of a new size costs), each against warm first taps at
+    # that same shape; the first of them is reported stage by stage
+    new_shapes = [(width - 24, height - 16), (width - 40, height - 8), (width - 8, height - 32),
+                  (width - 56, height - 24), (width - 16, height - 48)][:max(1, args.new_shapes)]
+    shape_ratios, new_firsts, warm_medians = [], [], []
+    for n, (w_new, h_new) in enumerate(new_shapes):
+        other = photo(w_new, h_new)
         seg.set_image(other)
-        warm_other.append(tap(taps[i % len(taps)], cpu_key="new shape warm first")[0].latency_ms)
+        first, stages = tap(taps[0], cpu_key="new shape first")
+        if n == 0:
+            new_shape, new_stages = first, stages
+        warm_other = []
+        for i in range(max(2, args.repeats)):
+            seg.set_image(other)
+            warm_other.append(tap(taps[i % len(taps)], cpu_key="new shape warm first")[0].latency_ms)
+        new_firsts.append(first.latency_ms)
+        warm_medians.append(statistics.median(warm_other))
+        shape_ratios.append(first.latency_ms / warm_medians[-1])
 
     med = {k: statistics.median(v) for k, v in rows.items()}
     full_first = med["FullNet first"]
@@ -131,13 +141,16 @@ def main() -> None:
     print(f"| first tap of a new input shape (cold) | {cold.latency_ms:.1f} | {cold.latency_ms / full_first:.3f} |")
     for k in STAGES:
         print(f"| cold: {k} | {cold_stages.get(k, 0.0):.1f} | {cold_stages.get(k, 0.0) / full_first:.3f} |")
-    warm_ms = statistics.median(warm_other)
-    print(f"| new shape {width - 24}x{height - 16}, warm process: first tap | {new_shape.latency_ms:.1f} | "
+    warm_ms = warm_medians[0]
+    print(f"| new shape {new_shapes[0][0]}x{new_shapes[0][1]}, warm process: first tap | {new_shape.latency_ms:.1f} | "
           f"{new_shape.latency_ms / full_first:.3f} |")
     for k in STAGES:
         print(f"| new shape: {k} | {new_stages.get(k, 0.0):.1f} | {new_stages.get(k, 0.0) / full_first:.3f} |")
     print(f"| new shape: warm first tap at that shape | {warm_ms:.1f} | {warm_ms / full_first:.3f} |")
-    print(f"| **new shape first tap / warm first tap** | {new_shape.latency_ms / warm_ms:.2f}x | |")
+    shapes_txt = ", ".join(f"{w}x{h}: {r:.2f}x" for (w, h), r in zip(new_shapes, shape_ratios))
+    print(f"| new shapes, first tap / warm first tap at each ({shapes_txt}) | | |")
+    print(f"| **new shape first tap / warm first tap, median of {len(new_shapes)} shapes** | "
+          f"{statistics.median(shape_ratios):.2f}x | |")
     for key, ms in med.items():
         print(f"| {key} | {ms:.1f} | {ms / full_first:.3f} |")
     cpu = {k: statistics.median(v) for k, v in cpu_rows.items()}
