@@ -1,0 +1,119 @@
+"""First-click IoU of GrabCut refinement settings, on one benchmark, from one pass of the network.
+
+Runs the bundled model (tap ranker, no refinement) once per object at the field's first click (the object pixel
+farthest from its boundary), keeps the chosen candidate's probabilities, then refines them with each setting and
+prints a Markdown table: mIoU@1, the share of objects at IoU >= 0.85 / 0.90, the mean over the objects whose
+unrefined mask already had IoU >= 0.5 (the right object: where only the boundary can change), and ms per object.
+How session 10 chose the small-object trimap (on coco-mini val; GrabCut / Berkeley only as the check).
+
+    python benchmarks/refine_sweep.py --set val --data ../shared/data
+    python benchmarks/refine_sweep.py --set GrabCut --variant none --variant default --variant trimap=0.7/0.3
+
+A variant is ``none``, ``default`` (``RefineConfig()``) or comma-separated ``field=value`` overrides of
+:class:`tracenet.refine.RefineConfig`; pairs (``trimap``, ``small_trimap``) are written ``a/b``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tracenet  # noqa: E402
+from tracenet.eval.evaluate import load_coco_benchmark  # noqa: E402
+from tracenet.eval.folder import load_folder_benchmark  # noqa: E402
+from tracenet.eval.taps import first_click  # noqa: E402
+from tracenet.refine import RefineConfig, refine_mask  # noqa: E402
+
+DEFAULT_VARIANTS = ["none", "default", "small_share=0", "small_share=0,trimap=0.8/0.2",
+                    "small_share=0,trimap=0.7/0.3", "small_share=0,iterations=1", "small_share=0,max_side=384"]
+
+
+def _benchmark(name: str, data: Path):
+    if name == "val":
+        return load_coco_benchmark(data / "coco-mini" / "val.json", data / "coco-mini" / "images")
+    return load_folder_benchmark(data / "interactive" / name / "images", data / "interactive" / name / "masks")
+
+
+def _config(variant: str) -> RefineConfig | None:
+    if variant == "none":
+        return None
+    if variant == "default":
+        return RefineConfig()
+    fields = {f.name: f for f in dataclasses.fields(RefineConfig)}
+    kwargs = {}
+    for item in variant.split(","):
+        key, value = item.split("=")
+        if key not in fields:
+            raise SystemExit(f"unknown RefineConfig field {key!r} (fields: {', '.join(fields)})")
+        default = getattr(RefineConfig(), key)
+        kwargs[key] = tuple(float(v) for v in value.split("/")) if isinstance(default, tuple) else type(default)(value)
+    return RefineConfig(**kwargs)
+
+
+def _iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None) -> float:
+    if ignore is not None:
+        pred, gt = pred & ~ignore, gt & ~ignore
+    union = (pred | gt).sum()
+    return float((pred & gt).sum() / union) if union else 1.0
+
+
+def first_click_probs(bench) -> tuple[list[dict], dict]:
+    """Per object: ground truth, ignore mask, unrefined mask and the chosen candidate's photo-size probabilities
+    (``None`` when the tap found nothing); the photos by image id."""
+    seg = tracenet.load(refine="none")
+    kept: dict[str, np.ndarray] = {}
+
+    def keep(self, photo_probs, mask):
+        kept["probs"] = np.asarray(photo_probs, dtype=np.float32).copy()
+        return mask
+
+    seg._refined = types.MethodType(keep, seg)  # the predictor's refinement hook: keep what it would refine
+    objects, photos = [], {}
+    for rec in bench.images:
+        photos[rec.image_id] = image = rec.load()
+        seg.set_image(image)
+        for inst in rec.instances():
+            if inst.gt.any():
+                kept.clear()
+                result = seg.predict(first_click(inst.gt))
+                objects.append({"image_id": rec.image_id, "gt": inst.gt, "ignore": inst.ignore,
+                                "mask": result.mask.copy(), "probs": kept.get("probs")})
+    return objects, photos
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", default="val", help="val (coco-mini), GrabCut or Berkeley")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--variant", action="append", help=f"repeatable (default: {', '.join(DEFAULT_VARIANTS)})")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    objects, photos = first_click_probs(_benchmark(args.set, args.data))
+    unrefined = np.array([_iou(o["mask"], o["gt"], o["ignore"]) for o in objects])
+    right = unrefined >= 0.5
+    print(f"{args.set}: {len(objects)} objects, {int(right.sum())} with unrefined IoU@1 >= 0.5\n")
+    print("| refinement | mIoU@1 | IoU@1 >= 0.85 | IoU@1 >= 0.90 | mIoU@1, right object | ms / object |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for variant in args.variant or DEFAULT_VARIANTS:
+        cfg = _config(variant)
+        start = time.perf_counter()
+        ious = np.array([
+            _iou(o["mask"] if cfg is None or o["probs"] is None
+                 else refine_mask(photos[o["image_id"]], o["probs"], "grabcut", cfg), o["gt"], o["ignore"])
+            for o in objects])
+        ms = (time.perf_counter() - start) * 1e3 / len(objects)
+        print(f"| {variant} | {ious.mean():.4f} | {np.mean(ious >= 0.85):.3f} | {np.mean(ious >= 0.9):.3f} | "
+              f"{ious[right].mean():.4f} | {ms:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
