@@ -115,23 +115,23 @@ def test_load_refines_by_default_and_evaluation_measures_the_network():
 
 
 def test_small_masks_get_the_tighter_trimap():
-    """A mask under 2% of the photo fixes pixels from probability 0.7 up as object (GrabCut may not remove them);
-    a large one, or the same one with the rule off, leaves 0.7-0.9 for GrabCut to decide by colour."""
+    """A mask under 0.75% of the photo fixes pixels from probability 0.7 up as object (GrabCut may not remove
+    them); a large one, or the same one with the rule off, leaves 0.7-0.9 for GrabCut to decide by colour."""
     from tracenet.refine import RefineConfig
 
     rng = np.random.default_rng(0)
-    image = np.full((400, 400, 3), (200, 190, 160), np.uint8)
-    image[180:220, 180:220] = (30, 40, 120)
+    image = np.full((600, 600, 3), (200, 190, 160), np.uint8)
+    image[280:320, 280:320] = (30, 40, 120)
     image = np.clip(image.astype(int) + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
-    probs = np.zeros((400, 400), np.float32)
-    probs[180:220, 180:220] = 0.95
-    probs[170:180, 180:220] = 0.8  # a strip of background colour the network half-believes is object
-    assert (probs > 0.5).mean() < 0.02
+    probs = np.zeros((600, 600), np.float32)
+    probs[280:320, 280:320] = 0.95
+    probs[270:280, 280:320] = 0.8  # a strip of background colour the network half-believes is object
+    assert (probs > 0.5).mean() < RefineConfig().small_share
     small = refine_mask(image, probs, "grabcut")
-    assert small[170:180, 180:220].all() and small[180:220, 180:220].all()
+    assert small[270:280, 280:320].all() and small[280:320, 280:320].all()
     loose = refine_mask(image, probs, "grabcut", RefineConfig(small_share=0.0))
-    assert not loose[170:180, 180:220].any() and loose[180:220, 180:220].all()
-    big = np.kron(probs[100:300, 100:300], np.ones((2, 2), np.float32))  # the same scene at 2x: 5% of the photo
-    big_image = np.kron(image[100:300, 100:300], np.ones((2, 2, 1), np.uint8))
-    assert (big > 0.5).mean() > 0.02
+    assert not loose[270:280, 280:320].any() and loose[280:320, 280:320].all()
+    big = np.kron(probs[200:400, 200:400], np.ones((2, 2), np.float32))  # the same scene at 2x: 5% of the photo
+    big_image = np.kron(image[200:400, 200:400], np.ones((2, 2, 1), np.uint8))
+    assert (big > 0.5).mean() > RefineConfig().small_share
     assert not refine_mask(big_image, big, "grabcut")[140:160, 160:240].any()

@@ -12,9 +12,9 @@ boundary is a smooth curve drawn on a ~21-pixel grid. Two classical refiners wor
   ``iterations`` rounds of colour-model EM + graph cut decide them, on the crop shrunk to at most ``max_side``
   pixels (then upsampled back). The labels are made at the photo's resolution and shrunk as labels, so the
   refined mask depends on the probabilities only through those three thresholds there. A small mask (under
-  ``small_share`` of the photo, 2%) gets a tighter trimap (>= 0.7 / <= 0.3): GrabCut's colour models, fitted on
-  a small object in a cluttered crop, otherwise pull in its surroundings (session 10: first-click IoU on
-  coco-mini val 0.303 -> 0.323 with it, GrabCut unchanged; README "Boundary refinement"). If GrabCut empties the
+  ``small_share`` of the photo, 0.75%) gets a tighter trimap (>= 0.7 / <= 0.3): GrabCut's colour models, fitted
+  on a small object in a cluttered crop, otherwise pull in its surroundings (session 10, chosen on coco-mini val
+  first clicks: 0.303 -> 0.325; README "Boundary refinement"). If GrabCut empties the
   mask, the unrefined mask is kept. OpenCV's random generator is seeded before each call, so a tap gives the
   same mask every time.
 
@@ -58,7 +58,7 @@ class RefineConfig:
     max_side: int = 256
     trimap: tuple[float, float] = (0.9, 0.1)
     small_trimap: tuple[float, float] = (0.7, 0.3)
-    small_share: float = 0.02
+    small_share: float = 0.0075
 
 
 def _crop(mask: np.ndarray, cfg: RefineConfig) -> tuple[slice, slice] | None:
