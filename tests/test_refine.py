@@ -135,3 +135,32 @@ def test_small_masks_get_the_tighter_trimap():
     big_image = np.kron(image[200:400, 200:400], np.ones((2, 2, 1), np.uint8))
     assert (big > 0.5).mean() > RefineConfig().small_share
     assert not refine_mask(big_image, big, "grabcut")[140:160, 160:240].any()
+
+
+def test_clean_up_keeps_the_pieces_the_network_found_and_fills_small_holes():
+    from tracenet.refine import RefineConfig, _clean
+
+    mask = np.zeros((40, 60), bool)
+    mask[5:25, 5:32] = True  # the network's mask
+    refined = np.zeros_like(mask)
+    refined[6:26, 6:26] = True  # 400 px, overlaps it
+    refined[12:15, 12:15] = False  # a 9-px hole inside it
+    refined[30:38, 40:50] = True  # 80 px far away: not in the network's mask
+    refined[8:10, 28:32] = True  # 8 px, apart from the square, inside the network's mask
+    kept = _clean(refined, mask, RefineConfig(components="all"))
+    assert np.array_equal(kept, refined)
+    overlap = _clean(refined, mask, RefineConfig(components="overlap"))
+    assert not overlap[30:38, 40:50].any() and overlap[8:10, 28:32].all() and overlap[6:26, 6:26].sum() == 391
+    largest = _clean(refined, mask, RefineConfig(components="largest"))
+    assert largest.sum() == 391 and not largest[8:10, 28:32].any()
+    filled = _clean(refined, mask, RefineConfig(components="largest", fill_holes=0.05))  # 9 < 0.05 * 391
+    assert filled.sum() == 400 and filled[12:15, 12:15].all()
+    assert _clean(refined, mask, RefineConfig(components="largest", fill_holes=0.02)).sum() == 391  # 9 > 7.8
+    border_gap = refined.copy()
+    border_gap[:, 0] = False  # background touching the border is never a hole
+    assert not _clean(border_gap, mask, RefineConfig(fill_holes=1.0))[:, 0].any()
+    far = np.zeros_like(mask)
+    far[30:38, 40:50] = True
+    assert not _clean(far, mask, RefineConfig(components="overlap")).any()
+    with pytest.raises(ValueError, match="components must be"):
+        _clean(refined, mask, RefineConfig(components="biggest"))

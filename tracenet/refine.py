@@ -48,7 +48,11 @@ class RefineConfig:
     colour units squared). GrabCut: ``iterations``; ``trimap``: ``(object, background)`` probability thresholds
     of its fixed labels, ``small_trimap`` instead for masks under ``small_share`` of the photo's pixels. Both work
     on the crop
-    shrunk to at most ``max_side`` pixels (the guided filter applies its coefficients at full resolution)."""
+    shrunk to at most ``max_side`` pixels (the guided filter applies its coefficients at full resolution).
+    Clean-up of the refined crop (both refiners): ``components`` ``"all"`` keeps every connected piece,
+    ``"overlap"`` only those that share a pixel with the unrefined mask, ``"largest"`` only the largest of
+    those; ``fill_holes`` fills background holes (pieces not touching the crop's border) smaller than this share
+    of the mask's area (0: none)."""
 
     margin: float = 0.15
     min_margin: int = 16
@@ -59,6 +63,8 @@ class RefineConfig:
     trimap: tuple[float, float] = (0.9, 0.1)
     small_trimap: tuple[float, float] = (0.7, 0.3)
     small_share: float = 0.0075
+    components: str = "all"
+    fill_holes: float = 0.0
 
 
 def _crop(mask: np.ndarray, cfg: RefineConfig) -> tuple[slice, slice] | None:
@@ -148,6 +154,30 @@ def _grabcut(image: np.ndarray, probs: np.ndarray, cfg: RefineConfig, sure: tupl
     return fg > 0.5
 
 
+def _clean(refined: np.ndarray, mask: np.ndarray, cfg: RefineConfig) -> np.ndarray:
+    """``refined``, ``mask``: ``[h, w]`` bool crops (refined, unrefined) -> the refined crop after the clean-up
+    that ``cfg.components`` and ``cfg.fill_holes`` ask for (8-connected pieces, 4-connected holes)."""
+    if cfg.components not in ("all", "overlap", "largest"):
+        raise ValueError(f"components must be 'all', 'overlap' or 'largest', got {cfg.components!r}")
+    if cfg.components != "all":
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(refined.astype(np.uint8), connectivity=8)
+        touched = np.unique(labels[mask & refined])
+        touched = touched[touched > 0]
+        if touched.size:  # nothing of it overlaps the network's mask: leave it to the caller's empty check
+            if cfg.components == "largest":
+                touched = touched[[np.argmax(stats[touched, cv2.CC_STAT_AREA])]]
+            refined = np.isin(labels, touched)
+        else:
+            refined = np.zeros_like(refined)
+    if cfg.fill_holes > 0 and refined.any():
+        n, labels, stats, _ = cv2.connectedComponentsWithStats((~refined).astype(np.uint8), connectivity=4)
+        h, w = refined.shape
+        x, y, bw, bh, area = (stats[1:, k] for k in range(5))
+        inside = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area < cfg.fill_holes * refined.sum())
+        refined = refined | np.isin(labels, 1 + np.flatnonzero(inside))
+    return refined
+
+
 def refine_mask(image: np.ndarray, probs: np.ndarray, method: str = "guided",
                 cfg: RefineConfig | None = None, cell: float = 8.0) -> np.ndarray:
     """Refine one mask.
@@ -179,6 +209,8 @@ def refine_mask(image: np.ndarray, probs: np.ndarray, method: str = "guided",
     else:
         small = mask.sum() < cfg.small_share * mask.size
         refined = _grabcut(img, p, cfg, cfg.small_trimap if small else cfg.trimap)
+    if refined is not None:
+        refined = _clean(refined, mask[crop], cfg)
     if refined is None or not refined.any():
         return mask
     out = mask.copy()
