@@ -164,3 +164,24 @@ def test_clean_up_keeps_the_pieces_the_network_found_and_fills_small_holes():
     assert not _clean(far, mask, RefineConfig(components="overlap")).any()
     with pytest.raises(ValueError, match="components must be"):
         _clean(refined, mask, RefineConfig(components="biggest"))
+
+
+def test_large_masks_get_the_looser_trimap_only_when_asked():
+    """``large_share`` (off by default): a mask covering at least that share of the photo fixes object pixels
+    only from probability 0.97 up, so a 0.95 strip of background colour is GrabCut's to remove; with the default
+    0.9 / 0.1 trimap it is fixed as object."""
+    from tracenet.refine import RefineConfig
+
+    rng = np.random.default_rng(1)
+    image = np.full((200, 200, 3), (200, 190, 160), np.uint8)
+    image[60:140, 60:140] = (30, 40, 120)
+    image = np.clip(image.astype(int) + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
+    probs = np.zeros((200, 200), np.float32)
+    probs[60:140, 60:140] = 0.99
+    probs[50:60, 60:140] = 0.95  # background colour the network is fairly sure of
+    assert (probs > 0.5).mean() == pytest.approx(0.18)
+    default = refine_mask(image, probs, "grabcut")
+    assert default[50:60, 60:140].all() and default[60:140, 60:140].all()
+    loose = refine_mask(image, probs, "grabcut", RefineConfig(large_share=0.1))
+    assert not loose[50:60, 60:140].any() and loose[60:140, 60:140].all()
+    assert np.array_equal(refine_mask(image, probs, "grabcut", RefineConfig(large_share=0.2)), default)  # 18% < 20%

@@ -46,9 +46,9 @@ class RefineConfig:
     Guided filter: ``radius`` in units of the mask head's cell (``cell`` photo pixels, see :func:`refine_mask`;
     the coarse boundary is uncertain by about one cell) and ``eps`` (the edge-preserving strength, in [0, 1]
     colour units squared). GrabCut: ``iterations``; ``trimap``: ``(object, background)`` probability thresholds
-    of its fixed labels, ``small_trimap`` instead for masks under ``small_share`` of the photo's pixels. Both work
-    on the crop
-    shrunk to at most ``max_side`` pixels (the guided filter applies its coefficients at full resolution).
+    of its fixed labels, ``small_trimap`` instead for masks under ``small_share`` of the photo's pixels and
+    ``large_trimap`` for masks of at least ``large_share`` of them. Both work on the crop shrunk to at most
+    ``max_side`` pixels (the guided filter applies its coefficients at full resolution).
     Clean-up of the refined crop (both refiners): ``components`` ``"all"`` keeps every connected piece,
     ``"overlap"`` only those that share a pixel with the unrefined mask, ``"largest"`` only the largest of
     those; ``fill_holes`` fills background holes (pieces not touching the crop's border) smaller than this share
@@ -63,6 +63,8 @@ class RefineConfig:
     trimap: tuple[float, float] = (0.9, 0.1)
     small_trimap: tuple[float, float] = (0.7, 0.3)
     small_share: float = 0.0075
+    large_trimap: tuple[float, float] = (0.97, 0.03)
+    large_share: float = 1.0
     components: str = "all"
     fill_holes: float = 0.0
 
@@ -207,8 +209,10 @@ def refine_mask(image: np.ndarray, probs: np.ndarray, method: str = "guided",
         radius = max(2, round(cfg.radius * cell))
         refined = _guided(img, p, radius, cfg.eps, cfg.max_side) > 0.5
     else:
-        small = mask.sum() < cfg.small_share * mask.size
-        refined = _grabcut(img, p, cfg, cfg.small_trimap if small else cfg.trimap)
+        share = mask.sum() / mask.size
+        sure = (cfg.small_trimap if share < cfg.small_share
+                else cfg.large_trimap if share >= cfg.large_share else cfg.trimap)
+        refined = _grabcut(img, p, cfg, sure)
     if refined is not None:
         refined = _clean(refined, mask[crop], cfg)
     if refined is None or not refined.any():
