@@ -47,8 +47,8 @@ class RefineConfig:
     the coarse boundary is uncertain by about one cell) and ``eps`` (the edge-preserving strength, in [0, 1]
     colour units squared). GrabCut: ``iterations``; ``trimap``: ``(object, background)`` probability thresholds
     of its fixed labels, ``small_trimap`` instead for masks under ``small_share`` of the photo's pixels and
-    ``large_trimap`` for masks of at least ``large_share`` of them. Both work on the crop shrunk to at most
-    ``max_side`` pixels (the guided filter applies its coefficients at full resolution).
+    ``large_trimap`` for masks of at least ``large_share`` of them (default: none). Both work on the crop shrunk
+    to at most ``max_side`` pixels (the guided filter applies its coefficients at full resolution).
     Clean-up of the refined crop (both refiners): ``components`` ``"all"`` keeps every connected piece,
     ``"overlap"`` only those that share a pixel with the unrefined mask, ``"largest"`` only the largest of
     those; ``fill_holes`` fills background holes (pieces not touching the crop's border) smaller than this share
@@ -64,7 +64,7 @@ class RefineConfig:
     small_trimap: tuple[float, float] = (0.7, 0.3)
     small_share: float = 0.0075
     large_trimap: tuple[float, float] = (0.97, 0.03)
-    large_share: float = 1.0
+    large_share: float = float("inf")
     components: str = "all"
     fill_holes: float = 0.0
 
