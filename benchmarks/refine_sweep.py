@@ -119,7 +119,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     objects, photos = first_click_probs(_benchmark(args.set, args.data))
-    objects = [o for o in objects if o["mask"].mean() >= args.min_share]
+    for o in objects:
+        o["share"] = float(o["mask"].mean())
+    objects = [o for o in objects if o["share"] >= args.min_share]
     unrefined = np.array([_iou(o["mask"], o["gt"], o["ignore"]) for o in objects])
     right = unrefined >= 0.5
     print(f"{args.set}: {len(objects)} objects, {int(right.sum())} with unrefined IoU@1 >= 0.5\n")
@@ -138,7 +140,7 @@ def main() -> None:
         print(f"| {variant} | {ious.mean():.4f} | {np.mean(ious >= 0.85):.3f} | {np.mean(ious >= 0.9):.3f} | "
               f"{ious[right].mean():.4f} | {ms:.0f} |")
     if args.dump:
-        share = np.array([o["mask"].mean() for o in objects])
+        share = np.array([o["share"] for o in objects])
         confident = np.array([0.0 if o["probs"] is None else float(((o["probs"] >= 0.9) | (o["probs"] <= 0.1)).mean())
                               for o in objects])
         np.savez(args.dump, variants=np.array(list(per_variant)), ious=np.stack(list(per_variant.values())),

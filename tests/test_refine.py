@@ -114,18 +114,26 @@ def test_load_refines_by_default_and_evaluation_measures_the_network():
     assert not np.array_equal(a.mask, b.mask)  # the refinement changed the cat's outline
 
 
+def _square_with_strip(size: int, lo: int, hi: int, p_object: float, p_strip: float, seed: int):
+    """A ``size`` x ``size`` beige photo (uint8 RGB, noise +-12) with a blue square at rows and columns
+    ``lo:hi``, and mask probabilities ``[size, size]``: ``p_object`` on the square, ``p_strip`` on the 10 beige rows
+    above it (background colour the network takes for object), 0 elsewhere."""
+    rng = np.random.default_rng(seed)
+    image = np.full((size, size, 3), (200, 190, 160), np.uint8)
+    image[lo:hi, lo:hi] = (30, 40, 120)
+    image = np.clip(image.astype(int) + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
+    probs = np.zeros((size, size), np.float32)
+    probs[lo:hi, lo:hi] = p_object
+    probs[lo - 10:lo, lo:hi] = p_strip
+    return image, probs
+
+
 def test_small_masks_get_the_tighter_trimap():
     """A mask under 0.75% of the photo fixes pixels from probability 0.7 up as object (GrabCut may not remove
     them); a large one, or the same one with the rule off, leaves 0.7-0.9 for GrabCut to decide by colour."""
     from tracenet.refine import RefineConfig
 
-    rng = np.random.default_rng(0)
-    image = np.full((600, 600, 3), (200, 190, 160), np.uint8)
-    image[280:320, 280:320] = (30, 40, 120)
-    image = np.clip(image.astype(int) + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
-    probs = np.zeros((600, 600), np.float32)
-    probs[280:320, 280:320] = 0.95
-    probs[270:280, 280:320] = 0.8  # a strip of background colour the network half-believes is object
+    image, probs = _square_with_strip(600, 280, 320, 0.95, 0.8, seed=0)  # rows 270-279: half-believed background
     assert (probs > 0.5).mean() < RefineConfig().small_share
     small = refine_mask(image, probs, "grabcut")
     assert small[270:280, 280:320].all() and small[280:320, 280:320].all()
@@ -172,13 +180,7 @@ def test_large_masks_get_the_looser_trimap_only_when_asked():
     0.9 / 0.1 trimap it is fixed as object."""
     from tracenet.refine import RefineConfig
 
-    rng = np.random.default_rng(1)
-    image = np.full((200, 200, 3), (200, 190, 160), np.uint8)
-    image[60:140, 60:140] = (30, 40, 120)
-    image = np.clip(image.astype(int) + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
-    probs = np.zeros((200, 200), np.float32)
-    probs[60:140, 60:140] = 0.99
-    probs[50:60, 60:140] = 0.95  # background colour the network is fairly sure of
+    image, probs = _square_with_strip(200, 60, 140, 0.99, 0.95, seed=1)  # rows 50-59: background, fairly sure
     assert (probs > 0.5).mean() == pytest.approx(0.18)
     default = refine_mask(image, probs, "grabcut")
     assert default[50:60, 60:140].all() and default[60:140, 60:140].all()

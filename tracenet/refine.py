@@ -68,6 +68,10 @@ class RefineConfig:
     components: str = "all"
     fill_holes: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.components not in ("all", "overlap", "largest"):
+            raise ValueError(f"components must be 'all', 'overlap' or 'largest', got {self.components!r}")
+
 
 def _crop(mask: np.ndarray, cfg: RefineConfig) -> tuple[slice, slice] | None:
     ys, xs = np.nonzero(mask)
@@ -159,20 +163,14 @@ def _grabcut(image: np.ndarray, probs: np.ndarray, cfg: RefineConfig, sure: tupl
 def _clean(refined: np.ndarray, mask: np.ndarray, cfg: RefineConfig) -> np.ndarray:
     """``refined``, ``mask``: ``[h, w]`` bool crops (refined, unrefined) -> the refined crop after the clean-up
     that ``cfg.components`` and ``cfg.fill_holes`` ask for (8-connected pieces, 4-connected holes)."""
-    if cfg.components not in ("all", "overlap", "largest"):
-        raise ValueError(f"components must be 'all', 'overlap' or 'largest', got {cfg.components!r}")
     if cfg.components != "all":
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(refined.astype(np.uint8), connectivity=8)
-        touched = np.unique(labels[mask & refined])
-        touched = touched[touched > 0]
-        if touched.size:  # nothing of it overlaps the network's mask: leave it to the caller's empty check
-            if cfg.components == "largest":
-                touched = touched[[np.argmax(stats[touched, cv2.CC_STAT_AREA])]]
-            refined = np.isin(labels, touched)
-        else:
-            refined = np.zeros_like(refined)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(refined.astype(np.uint8), connectivity=8)
+        touched = np.unique(labels[mask & refined])  # label 0 (background) never: refined is False there
+        if cfg.components == "largest" and touched.size:
+            touched = touched[[np.argmax(stats[touched, cv2.CC_STAT_AREA])]]
+        refined = np.isin(labels, touched)  # none touched: empty, left to the caller's empty check
     if cfg.fill_holes > 0 and refined.any():
-        n, labels, stats, _ = cv2.connectedComponentsWithStats((~refined).astype(np.uint8), connectivity=4)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats((~refined).astype(np.uint8), connectivity=4)
         h, w = refined.shape
         x, y, bw, bh, area = (stats[1:, k] for k in range(5))
         inside = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area < cfg.fill_holes * refined.sum())
