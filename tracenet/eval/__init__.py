@@ -12,6 +12,7 @@
 | ``evaluate`` | ``load_coco_benchmark`` (COCO JSON + image folder) and the loop over any benchmark |
 | ``report`` / ``plots`` / ``showcases`` | ``metrics.json``, ``instances.jsonl``, ``report.md``, PNG plots |
 | ``command`` / ``compare`` / ``merge`` | ``tracenet eval``; runs side by side; shards into one (``merge_runs``) |
+| ``candidate`` | does a candidate model replace the bundled default (issue 14's rule, ``scripts/score_candidate.sh``) |
 
 Python use::
 

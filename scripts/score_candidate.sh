@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Score a candidate default model the way issue 14 decides it, against the bundled default's committed results.
+#
+#   bash scripts/score_candidate.sh RUN_OR_MODEL OUT [STAGES]
+#
+# RUN_OR_MODEL: a training run folder (its newest checkpoint is exported in fp16) or a .safetensors model.
+# OUT: folder for everything this writes (model.safetensors, ranked.safetensors, one eval folder per stage,
+#      compare-*/compare.md, decision.md: python -m tracenet.eval.candidate's table and verdict).
+# STAGES (default "ranker val grabcut berkeley val-refined"): any subset, in this order, e.g. "ranker val" for a
+#      quick look (~15 min on 2 idle cores) before the long refined val run (~20 min with 2 shards).
+#   ranker        fit the tap ranker on coco-mini train (python -m tracenet.train.tap_ranker, ~8 min)
+#   val           FullNet + ranker, no refinement, exact mTA, coco-mini val (vs results/eval/fullnet-ranker-val)
+#   grabcut       TraceNet + ranker + GrabCut refinement on the GrabCut set (vs tracenet-ranker-adaptive-GrabCut)
+#   berkeley      the same on Berkeley (vs tracenet-ranker-adaptive-Berkeley)
+#   val-refined   the same on coco-mini val, mTA sampled every 32 px, 2 shards in parallel, merged
+#                 (vs tracenet-ranker-val-adaptive-s32)
+# Every stage is skipped when its metrics.json exists, so an interrupted scoring resumes where it stopped.
+# DATA (default ../shared/data) and THREADS (default 1 per process) can be set in the environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -lt 2 ]; then sed -n 2,20p "$0"; exit 2; fi
+SRC=$1
+OUT=$2
+STAGES=${3:-"ranker val grabcut berkeley val-refined"}
+DATA=${DATA:-../shared/data}
+REF=results/eval
+mkdir -p "$OUT"
+
+if [ -d "$SRC" ]; then
+  [ -f "$OUT/model.safetensors" ] || python -m tracenet.train --out "$SRC" --export "$OUT/model.safetensors" --fp16
+else
+  [ -f "$OUT/model.safetensors" ] || cp "$SRC" "$OUT/model.safetensors"
+fi
+MODEL=$OUT/model.safetensors
+case " $STAGES " in
+  *" ranker "*)
+    [ -f "$OUT/ranked.safetensors" ] || python -m tracenet.train.tap_ranker --model "$MODEL" \
+        --data "$DATA/coco-mini" --out "$OUT/ranked.safetensors" --threads "${THREADS:-2}"
+    MODEL=$OUT/ranked.safetensors ;;
+  *) [ -f "$OUT/ranked.safetensors" ] && MODEL=$OUT/ranked.safetensors ;;
+esac
+
+VAL=(--ann "$DATA/coco-mini/val.json" --images "$DATA/coco-mini/images")
+run_eval() {  # name, reference, eval args...
+  local name=$1 ref=$2; shift 2
+  if [ ! -f "$OUT/$name/metrics.json" ]; then
+    tracenet eval --checkpoint "$MODEL" --quiet "$@" --out "$OUT/$name"
+  fi
+  python -m tracenet.eval.compare "$REF/$ref" "$OUT/$name" --out "$OUT/compare-$name" > /dev/null
+}
+for stage in $STAGES; do
+  case $stage in
+    ranker) ;;
+    val) run_eval val fullnet-ranker-val --method fullnet "${VAL[@]}" ;;
+    grabcut) run_eval grabcut tracenet-ranker-adaptive-GrabCut --masks "$DATA/interactive/GrabCut/masks" \
+        --mta-stride 32 --refine grabcut ;;
+    berkeley) run_eval berkeley tracenet-ranker-adaptive-Berkeley --masks "$DATA/interactive/Berkeley/masks" \
+        --mta-stride 32 --refine grabcut ;;
+    val-refined)
+      if [ ! -f "$OUT/val-refined/metrics.json" ]; then
+        for i in 1 2; do
+          [ -f "$OUT/val-refined-$i/metrics.json" ] || tracenet eval --checkpoint "$MODEL" --quiet "${VAL[@]}" \
+              --mta-stride 32 --refine grabcut --shard $i/2 --out "$OUT/val-refined-$i" &
+        done
+        wait
+        python -m tracenet.eval.merge "$OUT/val-refined-1" "$OUT/val-refined-2" --out "$OUT/val-refined"
+      fi
+      python -m tracenet.eval.compare "$REF/tracenet-ranker-val-adaptive-s32" "$OUT/val-refined" \
+          --out "$OUT/compare-val-refined" > /dev/null ;;
+    *) echo "unknown stage: $stage" >&2; exit 2 ;;
+  esac
+done
+# the verdict (exit status 1 when it is "no" or not yet decided; the table says which)
+python -m tracenet.eval.candidate "$OUT" | tee "$OUT/decision.md" || true
