@@ -10,6 +10,7 @@ test a rule that picks a setting per object offline (session 12, the large-mask 
 
     python benchmarks/refine_sweep.py --set val --data ../shared/data
     python benchmarks/refine_sweep.py --set GrabCut --variant none --variant default --variant trimap=0.7/0.3
+    python benchmarks/refine_sweep.py --set Berkeley --checkpoint RANKED.safetensors --variant default --variant band=1
 
 A variant is ``none``, ``default`` (``RefineConfig()``) or comma-separated ``field=value`` overrides of
 :class:`tracenet.refine.RefineConfig`; pairs (``trimap``, ``small_trimap``) are written ``a/b``.
@@ -32,6 +33,7 @@ import tracenet  # noqa: E402
 from tracenet.eval.evaluate import load_coco_benchmark  # noqa: E402
 from tracenet.eval.folder import load_folder_benchmark  # noqa: E402
 from tracenet.eval.taps import first_click  # noqa: E402
+from tracenet.model.geometry import STRIDES  # noqa: E402
 from tracenet.refine import RefineConfig, _crop, refine_mask  # noqa: E402
 
 DEFAULT_VARIANTS = ["none", "default", "small_share=0", "small_share=0,trimap=0.8/0.2",
@@ -67,14 +69,15 @@ def _iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None) -> float:
     return float((pred & gt).sum() / union) if union else 1.0
 
 
-def first_click_probs(bench) -> tuple[list[dict], dict]:
-    """Per object: ground truth, ignore mask, unrefined mask and the chosen candidate's photo-size probabilities
-    (``None`` when the tap found nothing); the photos by image id."""
-    seg = tracenet.load(refine="none")
+def first_click_probs(bench, checkpoint: str | None = None) -> tuple[list[dict], dict]:
+    """Per object: ground truth, ignore mask, unrefined mask, the chosen candidate's photo-size probabilities
+    (``None`` when the tap found nothing) and the mask cell in photo pixels; the photos by image id."""
+    seg = tracenet.load(checkpoint, refine="none")
     kept: dict[str, np.ndarray] = {}
 
     def keep(self, photo_probs, mask):
         kept["probs"] = np.asarray(photo_probs, dtype=np.float32).copy()
+        kept["cell"] = STRIDES[0] / self._scale  # what the predictor passes to refine_mask
         return mask
 
     seg._refined = types.MethodType(keep, seg)  # the predictor's refinement hook: keep what it would refine
@@ -87,7 +90,8 @@ def first_click_probs(bench) -> tuple[list[dict], dict]:
                 kept.clear()
                 result = seg.predict(first_click(inst.gt))
                 objects.append({"image_id": rec.image_id, "gt": inst.gt, "ignore": inst.ignore,
-                                "mask": result.mask.copy(), "probs": kept.get("probs")})
+                                "mask": result.mask.copy(), "probs": kept.get("probs"),
+                                "cell": kept.get("cell", 8.0)})
     return objects, photos
 
 
@@ -112,13 +116,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--variant", action="append", help=f"repeatable (default: {', '.join(DEFAULT_VARIANTS)})")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--checkpoint", help="model to refine (default: the bundled one)")
     ap.add_argument("--min-share", type=float, default=0.0,
                     help="score only the objects whose unrefined mask covers at least this share of the photo")
     ap.add_argument("--dump", type=Path, help="also save per-object IoUs by variant, mask share and unrefined IoU "
                     "(.npz) to study a rule offline")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    objects, photos = first_click_probs(_benchmark(args.set, args.data))
+    objects, photos = first_click_probs(_benchmark(args.set, args.data), args.checkpoint)
     for o in objects:
         o["share"] = float(o["mask"].mean())
     objects = [o for o in objects if o["share"] >= args.min_share]
@@ -133,7 +138,8 @@ def main() -> None:
         start = time.perf_counter()
         ious = np.array([
             _iou(o["mask"] if cfg is None or o["probs"] is None
-                 else refine_mask(photos[o["image_id"]], o["probs"], "grabcut", cfg), o["gt"], o["ignore"])
+                 else refine_mask(photos[o["image_id"]], o["probs"], "grabcut", cfg, cell=o["cell"]),
+                 o["gt"], o["ignore"])
             for o in objects])
         ms = (time.perf_counter() - start) * 1e3 / len(objects)
         per_variant[variant] = ious
