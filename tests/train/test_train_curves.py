@@ -49,6 +49,15 @@ def test_markdown_table_rows():
     assert lines[4] == "| 21-30 | 0.500 | 0.250 | 0.125 | 1.000 | 0.062 |"
 
 
+def test_read_metrics_skips_evaluation_rows(tmp_path):
+    """A run trained with an evaluation hook interleaves ``{"step", "eval"}`` rows (Trainer.evaluate)."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"step": 5, "eval": {"miou_t": 0.2}}) + "\n"
+                    + json.dumps(ROWS[1]) + "\n")
+    assert read_metrics(path) == ROWS[:2]
+    assert lr_steps(read_metrics(path)) == []
+
+
 def test_read_metrics_errors_name_the_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n\n{broken\n")
@@ -73,3 +82,5 @@ def test_cli_table_and_plot(tmp_path, capsys):
     assert "| 11-20 | 2.000 | 1.000 | 0.500 | 1.000 | 0.250 |" in printed
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main([str(tmp_path / "missing")]) == 2
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 5, "lr": 0.1, "loss": 1.0}) + "\n")
+    assert main([str(run), "--out", str(out)]) == 2  # a row without the loss parts: an error, not a traceback

@@ -2,7 +2,8 @@
 
 ``metrics.jsonl`` (written by the trainer) has one JSON object per logging interval: ``step`` (int, the
 iteration count at the end of the interval), ``lr``, ``loss`` and its parts ``loss_cls``, ``loss_box``,
-``loss_ctr``, ``loss_mask`` (means over the interval), ``s_per_iter``.
+``loss_ctr``, ``loss_mask`` (means over the interval), ``s_per_iter``; a run trained with an evaluation hook also
+has ``{"step": ..., "eval": {...}}`` rows (see ``Trainer.evaluate``), which are not training curves.
 
     python -m tracenet.train.curves training/long-lite0 training/lite0-cpu --out loss.png --window 500 --table
 
@@ -26,9 +27,9 @@ LOSS_KEYS: tuple[str, ...] = ("loss", "loss_cls", "loss_box", "loss_ctr", "loss_
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """The rows of a ``metrics.jsonl`` (or of ``RUN/metrics.jsonl`` for a run folder), in file order.
+    """The training rows of a ``metrics.jsonl`` (or of ``RUN/metrics.jsonl`` for a run folder), in file order.
 
-    Blank lines are skipped; a line that is not a JSON object with an integer ``step`` is a ``ValueError`` naming
+    Blank lines and evaluation rows (those with an ``"eval"`` key) are skipped; a line that is not a JSON object with an integer ``step`` is a ``ValueError`` naming
     the file and line number."""
     path = Path(path)
     if path.is_dir():
@@ -43,7 +44,8 @@ def read_metrics(path: str | Path) -> list[dict]:
             raise ValueError(f"{path}, line {number}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict) or not isinstance(row.get("step"), int):
             raise ValueError(f"{path}, line {number}: expected an object with an integer 'step'")
-        rows.append(row)
+        if "eval" not in row:
+            rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no metric rows")
     return rows
@@ -147,16 +149,15 @@ def main(argv: list[str] | None = None) -> int:
             path = Path(run)
             label = (path if path.is_dir() else path.parent).resolve().name
             runs[label] = read_metrics(path)
-        for label, rows in runs.items():
-            means = window_means(rows, args.window)
-            if args.table:
+        if args.table:
+            for label, rows in runs.items():
                 print(f"{label} (learning-rate steps at {lr_steps(rows) or 'none'}):\n")
-                print(markdown_table(means))
+                print(markdown_table(window_means(rows, args.window)))
+        if args.out:
+            print(f"wrote {plot_curves(runs, args.out, args.window)}")
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.out:
-        print(f"wrote {plot_curves(runs, args.out, args.window)}")
     return 0
 
 
