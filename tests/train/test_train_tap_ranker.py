@@ -72,3 +72,76 @@ def test_fit_refuses_empty_examples() -> None:
     ex = _examples(torch.zeros(1, 1, len(FEATURE_NAMES)), [[0]], [[1]], [[False]], [5])
     with pytest.raises(ValueError, match="no tap has a candidate"):
         fit_tap_ranker(ex)
+
+
+def _mixed(first_click) -> TapExamples:
+    """Tap 0: a band tap (candidates IoU 9/10 and 1/40, area 10); taps 1-2: first clicks on a large instance
+    (area 1000; candidate IoUs 0.5 and 0.1) and a small one (area 10; IoUs 0.2 and 1.0)."""
+    f = torch.zeros(3, 2, len(FEATURE_NAMES))
+    ex = _examples(f, [[9, 1], [500, 100], [2, 10]], [[10, 40], [1000, 1000], [10, 10]],
+                   torch.ones(3, 2, dtype=torch.bool), [10, 1000, 10])
+    ex.first_click = torch.as_tensor(first_click)
+    return ex
+
+
+def test_first_clicks_are_scored_apart_from_band_taps() -> None:
+    ex = _mixed([False, True, True])
+    m = choice_metrics(torch.tensor([0, 0, 1]), ex)
+    # band metrics from tap 0 alone; the first clicks' IoU is a plain mean (0.5 + 1.0) / 2, not area-weighted
+    assert m == pytest.approx({"miou_t": 0.9, "mta_taps": 1.0, "first_click_iou": 0.75})
+    assert choice_metrics(torch.tensor([0, 1, 0]), ex)["first_click_iou"] == pytest.approx((0.1 + 0.2) / 2)
+    # without first clicks the key is absent and every tap counts as a band tap
+    plain = choice_metrics(torch.tensor([0, 0, 1]), _mixed([False, False, False]))
+    assert "first_click_iou" not in plain and plain["miou_t"] == pytest.approx((9 + 500 + 10) / (10 + 1000 + 10))
+
+
+def test_soft_objective_adds_the_weighted_first_click_mean() -> None:
+    ex = _mixed([False, True, True])
+    sharp = torch.tensor([[50.0, -50.0], [50.0, -50.0], [-50.0, 50.0]])
+    assert float(soft_objective(sharp, ex, first_click_weight=1.0)) == pytest.approx(0.9 + 1.0 + 0.75, abs=1e-3)
+    assert float(soft_objective(sharp, ex)) == pytest.approx(0.9 + 1.0, abs=1e-3)  # default: band taps alone
+    assert float(soft_objective(sharp, ex, first_click_weight=2.0)) == pytest.approx(0.9 + 1.0 + 1.5, abs=1e-3)
+    assert float(soft_objective(sharp, ex, first_click_weight=0.0)) == pytest.approx(0.9 + 1.0, abs=1e-3)
+    even = torch.zeros(3, 2)  # p = 1/2 each: expected IoUs 0.3 and 0.6
+    assert float(soft_objective(even, ex, first_click_weight=1.0) - soft_objective(even, ex, first_click_weight=0.0)) \
+        == pytest.approx((0.3 + 0.6) / 2, abs=1e-9)
+
+
+def test_fit_on_first_clicks_alone_and_refusal_without_weight() -> None:
+    """The covering candidate is right on every first click; the fit must find it from first clicks only."""
+    gen = torch.Generator().manual_seed(1)
+    n, k = 120, 3
+    f = torch.randn(n, k, len(FEATURE_NAMES), generator=gen) * 0.1
+    right = torch.randint(0, k, (n,), generator=gen)
+    f[torch.arange(n), right, FEATURE_NAMES.index("covers_tap")] = 1.0
+    f[:, 0, FEATURE_NAMES.index("logit_score")] = 3.0
+    inter = torch.full((n, k), 1.0)
+    inter[torch.arange(n), right] = 80.0
+    ex = _examples(f, inter, torch.full((n, k), 100.0), torch.ones(n, k, dtype=torch.bool),
+                   torch.rand(n, generator=gen) * 1000 + 1)
+    ex.first_click = torch.ones(n, dtype=torch.bool)
+    ranker = fit_tap_ranker(ex, hidden=0, iters=300, first_click_weight=1.0)
+    assert torch.equal(ranker_choice(ranker, ex), right)
+    assert choice_metrics(ranker_choice(ranker, ex), ex) == pytest.approx({"first_click_iou": 0.8})
+    with pytest.raises(ValueError, match="only first clicks"):
+        fit_tap_ranker(ex)
+
+
+def test_weight_zero_fits_exactly_as_without_first_clicks() -> None:
+    """First clicks collected beside the band taps change nothing at weight 0 (the shipped rankers' objective)."""
+    gen = torch.Generator().manual_seed(2)
+    n, k = 60, 3
+    f = torch.randn(n, k, len(FEATURE_NAMES), generator=gen)
+    inter = torch.rand(n, k, generator=gen, dtype=torch.float64) * 50
+    ex = _examples(f, inter, inter + 50, torch.ones(n, k, dtype=torch.bool), torch.full((n,), 60.0))
+    first = torch.arange(n) % 4 == 0
+    ex.first_click = first
+    band_only = ex.subset(~first)
+    band_only.first_click = torch.zeros(int((~first).sum()), dtype=torch.bool)
+    a, b = fit_tap_ranker(ex, iters=50), fit_tap_ranker(band_only, iters=50)
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std)
+    # equal up to float summation order (the batch differs); the output bias is free (softmax ignores a shift)
+    assert all(torch.allclose(x, y, rtol=0, atol=1e-5) for x, y in [*zip(a.layers[0], b.layers[0]),
+                                                                     (a.layers[1][0], b.layers[1][0])])
+    assert torch.equal(ranker_choice(a, ex), ranker_choice(b, ex))
+    assert not torch.equal(fit_tap_ranker(ex, iters=50, first_click_weight=1.0).layers[0][0], a.layers[0][0])
