@@ -118,7 +118,9 @@ def score(model: Path, side: int, data_root: Path, val_images: int) -> dict:
     from tracenet.eval.methods import TraceNetMethod
 
     torch.set_num_threads(1)
-    method = TraceNetMethod(segmenter=tracenet.load(model, max_side=side, selection="paper"), use_rft=False)
+    # the network's own mask: tracenet.load refines with GrabCut unless told not to (slow, and not the recipe's doing)
+    method = TraceNetMethod(segmenter=tracenet.load(model, max_side=side, selection="paper", refine="none"),
+                            use_rft=False)
     cfg = EvalConfig(max_images=val_images, progress=False, check_group_key=0, n_showcase=0)
     val = data_root / "coco-mini"
     m = evaluate_coco(method, val / "val.json", val / "images", cfg).metrics
