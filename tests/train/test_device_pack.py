@@ -3,24 +3,18 @@ packed copy of a data set loads and trains like the original."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from tests.data.synth import make_shapes_dataset
+from tests.scripts import load_script
 from tracenet.data import DataSource, InstanceDataset, load_sources
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pack_device_data.py"
 
 
 def _pack_module():
-    spec = importlib.util.spec_from_file_location("pack_device_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/pack_device_data.py")
 
 
 def test_polygons_scale_exactly_and_rle_masks_follow_the_resize():

@@ -4,24 +4,14 @@ which made scoring ~5x slower and measured the refiner along with the recipe).""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import torch
 
 from tests.data.synth import make_shapes_dataset
+from tests.scripts import load_script
 from tests.test_predictor import _calibrate
 from tracenet.model import build_model, preset, save_checkpoint
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "recipe_ablation.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("recipe_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_arm_score_is_the_unrefined_paper_rule_evaluation(tmp_path) -> None:
@@ -43,7 +33,7 @@ def test_arm_score_is_the_unrefined_paper_rule_evaluation(tmp_path) -> None:
     model_file = tmp_path / "arm.safetensors"
     save_checkpoint(model_file, model, cfg)
 
-    got = _module().score(model_file, 64, tmp_path / "root", 2)
+    got = load_script("benchmarks/recipe_ablation.py").score(model_file, 64, tmp_path / "root", 2)
     seg = tracenet.load(model_file, max_side=64, selection="paper", refine="none")
     want = evaluate_coco(TraceNetMethod(segmenter=seg, use_rft=False), val / "val.json", val / "images",
                          EvalConfig(max_images=2, progress=False, check_group_key=0, n_showcase=0)).metrics

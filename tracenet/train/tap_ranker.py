@@ -232,12 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     if held.any() and (~held).any():
         probe = fit_tap_ranker(ex.subset(~held), hidden=args.hidden, first_click_weight=args.first_click_weight)
-        paper = paper_choice(ex.subset(held))
+        held_ex = ex.subset(held)
         report = {"holdout_images": int(n_img - int(ex.image_index[held].min())),
-                  "holdout_paper": choice_metrics(paper, ex.subset(held)),
-                  "holdout_ranker": choice_metrics(ranker_choice(probe, ex.subset(held)), ex.subset(held))}
+                  "holdout_paper": choice_metrics(paper_choice(held_ex), held_ex),
+                  "holdout_ranker": choice_metrics(ranker_choice(probe, held_ex), held_ex)}
         print(f"held-out images: paper's rule {report['holdout_paper']}, ranker {report['holdout_ranker']}")
-    info = {"data": str(args.data / args.ann), "images": n_img, "taps": len(ex.gt_area), "hidden": args.hidden,
+    info = {"data": str(args.data / args.ann), "images": n_img, "taps": int((~ex.first_click).sum()),
+            "first_clicks": int(ex.first_click.sum()), "hidden": args.hidden,
             "first_click_weight": args.first_click_weight, **report}
     ranker = fit_tap_ranker(ex, hidden=args.hidden, first_click_weight=args.first_click_weight, info=info)
     print(f"all {n_img} images (fitted on): ranker {choice_metrics(ranker_choice(ranker, ex), ex)}")
