@@ -15,7 +15,8 @@
 #   val-refined   the same on coco-mini val, mTA sampled every 32 px, 2 shards in parallel, merged
 #                 (vs tracenet-ranker-val-adaptive-s32)
 # Every stage is skipped when its metrics.json exists, so an interrupted scoring resumes where it stopped.
-# DATA (default ../shared/data) and THREADS (default 1 per process) can be set in the environment.
+# DATA (default ../shared/data) and THREADS (default 1 per process) can be set in the environment; EVAL_ARGS adds
+# arguments to every evaluation (e.g. EVAL_ARGS=--zoom scores the model with the zoom-in pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then sed -n 2,20p "$0"; exit 2; fi
@@ -44,7 +45,7 @@ VAL=(--ann "$DATA/coco-mini/val.json" --images "$DATA/coco-mini/images")
 run_eval() {  # name, reference, eval args...
   local name=$1 ref=$2; shift 2
   if [ ! -f "$OUT/$name/metrics.json" ]; then
-    tracenet eval --checkpoint "$MODEL" --quiet "$@" --out "$OUT/$name"
+    tracenet eval --checkpoint "$MODEL" --quiet ${EVAL_ARGS:-} "$@" --out "$OUT/$name"
   fi
   python -m tracenet.eval.compare "$REF/$ref" "$OUT/$name" --out "$OUT/compare-$name" > /dev/null
 }
@@ -59,7 +60,7 @@ for stage in $STAGES; do
     val-refined)
       if [ ! -f "$OUT/val-refined/metrics.json" ]; then
         for i in 1 2; do
-          [ -f "$OUT/val-refined-$i/metrics.json" ] || tracenet eval --checkpoint "$MODEL" --quiet "${VAL[@]}" \
+          [ -f "$OUT/val-refined-$i/metrics.json" ] || tracenet eval --checkpoint "$MODEL" --quiet ${EVAL_ARGS:-} "${VAL[@]}" \
               --mta-stride 32 --refine grabcut --shard $i/2 --out "$OUT/val-refined-$i" &
         done
         wait

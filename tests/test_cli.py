@@ -81,3 +81,23 @@ def test_selection_flag_switches_between_the_ranker_and_the_papers_rule(tmp_path
         assert np.array_equal(np.array(Image.open(out)) > 0, expected)
         assert json.loads(proc.stdout)["level"] == seg.predict(tap).level
     assert not np.array_equal(np.array(Image.open(tmp_path / "ranker.png")), np.array(Image.open(tmp_path / "paper.png")))
+
+
+def test_zoom_flag_zooms_in_on_a_small_object_and_no_zoom_does_not(tmp_path: Path) -> None:
+    cat = Image.open(EXAMPLES / "cat.png").convert("RGB")
+    photo = Image.new("RGB", (900, 600), (120, 120, 120))
+    photo.paste(cat.resize((90, 60), Image.Resampling.BILINEAR), (500, 250))  # the cat, 5x smaller
+    photo.save(tmp_path / "small_cat.png")
+    runs = {}
+    for flag in ("--zoom", "--no-zoom"):
+        out = tmp_path / f"{flag}.png"
+        proc = _tracenet("segment", str(tmp_path / "small_cat.png"), "--tap", "544,280", "--out", str(out),
+                         "--refine", "none", flag, "--json")
+        assert proc.returncode == 0, proc.stderr
+        runs[flag] = json.loads(proc.stdout), np.array(Image.open(out)) > 0
+    (zoomed, zmask), (plain, pmask) = runs["--zoom"], runs["--no-zoom"]
+    assert plain["zoom_window"] is None and zoomed["zoom_window"] is not None
+    x0, y0, x1, y1 = zoomed["zoom_window"]
+    assert x0 <= 500 and y0 <= 250 and x1 >= 590 and y1 >= 310  # the window holds the cat
+    assert not zmask[:y0].any() and not zmask[y1:].any() and not zmask[:, :x0].any() and not zmask[:, x1:].any()
+    assert zmask.sum() == zoomed["mask_pixels"] and not np.array_equal(zmask, pmask)

@@ -46,7 +46,10 @@ def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
                         "ranker; auto (default) = the ranker when the checkpoint has one")
     parser.add_argument("--refine", choices=["none", "guided", "grabcut"], default=None,
                         help="snap the mask to the photo's edges: guided filter or GrabCut on a crop around it "
-                        "(default: none)")
+                        "(default: tracenet.load()'s, grabcut)")
+    parser.add_argument("--zoom", action=argparse.BooleanOptionalAction, default=None,
+                        help="segment small objects again on an enlarged crop around the first answer "
+                        "(default: tracenet.load()'s)")
     parser.add_argument("--json", action="store_true", help="print one JSON line per tap instead of text")
 
 
@@ -74,6 +77,8 @@ def run_segment(args: argparse.Namespace) -> int:
         kwargs["min_score"] = args.min_score
     if args.refine is not None:
         kwargs["refine"] = args.refine
+    if args.zoom is not None:
+        kwargs["zoom"] = args.zoom
     seg = tracenet.load(str(args.checkpoint) if args.checkpoint else None, engine=args.engine, **kwargs)
     seg.set_image(args.image)
     union = np.zeros(seg.image_hw, dtype=bool)
@@ -105,13 +110,16 @@ def _report(tap, res, as_json: bool) -> None:
         print(json.dumps({"tap": list(tap), "found": res.found, "score": round(res.score, 4),
                           "box": [round(v, 1) for v in res.box], "class": res.class_name, "level": res.level,
                           "mask_pixels": int(res.mask.sum()), "latency_ms": round(res.latency_ms, 1),
-                          "macs": res.macs, "full_macs": res.full_macs, "reason": res.reason}))
+                          "macs": res.macs, "full_macs": res.full_macs, "reason": res.reason,
+                          "zoom_window": list(res.extras["zoom_window"]) if "zoom_window" in res.extras else None}))
         return
     if not res.found:
         print(f"tap {tap}: {res.reason}")
         return
     x0, y0, x1, y1 = res.box
     work = f"{res.macs / 1e9:.2f} of {res.full_macs / 1e9:.2f} GMACs" if res.full_macs else ""
+    if "zoom_window" in res.extras:
+        work += ", zoomed in on ({}, {}, {}, {})".format(*res.extras["zoom_window"])
     print(f"tap {tap}: {res.class_name} score {res.score:.3f}, box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}), "
           f"{int(res.mask.sum())} px, P{res.level}, {res.latency_ms:.0f} ms, {work}")
 

@@ -44,6 +44,7 @@ from tracenet.refine import RefineConfig
 from tracenet.rft import ReceptiveFieldTracer, Rect, TraceCache
 from tracenet.rft.allocator import reuse_freed_memory
 from tracenet.tap.core import ConcurrentUseError, TapCore, TapOutputs, TapResult
+from tracenet.tap.zoom import ZoomConfig
 
 __all__ = ["DEFAULT_CHECKPOINT", "ConcurrentUseError", "TapResult", "TapSegmenter"]
 
@@ -77,13 +78,15 @@ class TapSegmenter(TapCore):
             (guided filter of the mask probabilities with the photo) or ``"grabcut"``; ``refine_cfg`` its
             settings. Applied by the predictor core, so every engine refines alike; candidate choice and the
             "covers the tap" test use the unrefined mask.
+        zoom: segment small objects again on a crop around the first answer, enlarged to the network's size
+            (:mod:`tracenet.tap.zoom`; ``zoom_cfg`` its settings). Applied by the predictor core (both engines).
     """
 
     def __init__(self, model: TraceNetDense, cfg: TraceNetConfig, *, max_side: int = 1024, min_score: float = 0.05,
                  mask_region: str = "image", box_margin: int = 2, require_tap_inside: bool = True,
                  fuse_bn: bool = True, meta: dict[str, Any] | None = None, ranker: TapRanker | None = None,
                  selection: str = "auto", channels_last: bool = True, refine: str = "none",
-                 refine_cfg: RefineConfig | None = None) -> None:
+                 refine_cfg: RefineConfig | None = None, zoom: bool = False, zoom_cfg: ZoomConfig | None = None) -> None:
         if mask_region not in ("image", "box"):
             raise ValueError(f"mask_region must be 'image' or 'box', got {mask_region!r}")
         if selection not in ("auto", "paper", "ranker"):
@@ -92,7 +95,7 @@ class TapSegmenter(TapCore):
             raise ValueError("selection='ranker' needs a tap ranker; this checkpoint has none (fit one with "
                              "`python -m tracenet.train.tap_ranker`, or use selection='paper')")
         super().__init__(max_side=max_side, min_score=min_score, require_tap_inside=require_tap_inside,
-                         class_names=cfg.names, refine=refine, refine_cfg=refine_cfg)
+                         class_names=cfg.names, refine=refine, refine_cfg=refine_cfg, zoom=zoom, zoom_cfg=zoom_cfg)
         self.ranker = ranker if selection != "paper" else None
         self.selection = "ranker" if self.ranker is not None else "paper"
         # inference only: BatchNorm folded into the preceding convolutions (a copy; TraceNet and FullNet both

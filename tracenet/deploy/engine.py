@@ -54,11 +54,13 @@ class OnnxTapSegmenter(TapCore):
         selection: ``"auto"`` (the ranker when the export has one), ``"paper"`` or ``"ranker"``.
         threads: onnxruntime intra-op threads (``None``: its default, one per core).
         refine, refine_cfg: boundary refinement of the chosen mask, as for the PyTorch engines (needs OpenCV).
+        zoom, zoom_cfg: the zoom-in pass for small objects (:mod:`tracenet.tap.zoom`), as for the PyTorch engines.
     """
 
     def __init__(self, folder: str | Path | None = None, *, max_side: int | None = None,
                  min_score: float | None = None, require_tap_inside: bool = True, selection: str = "auto",
-                 threads: int | None = None, refine: str = "none", refine_cfg: Any = None) -> None:
+                 threads: int | None = None, refine: str = "none", refine_cfg: Any = None, zoom: bool = False,
+                 zoom_cfg: Any = None) -> None:
         ort = _onnxruntime()
         self.folder = Path(folder) if folder is not None else DEFAULT_EXPORT
         self.contract = read_contract(self.folder)
@@ -71,7 +73,7 @@ class OnnxTapSegmenter(TapCore):
         super().__init__(max_side=max_side if max_side is not None else self.contract["preprocess"]["max_side"],
                          min_score=min_score if min_score is not None else sel["min_score"],
                          require_tap_inside=require_tap_inside, class_names=self.contract["class_names"],
-                         refine=refine, refine_cfg=refine_cfg)
+                         refine=refine, refine_cfg=refine_cfg, zoom=zoom, zoom_cfg=zoom_cfg)
         self.encoder = self._session(ort, ENCODER_FILE, _options(ort, threads, spinning=False))
         self.decoder = self._session(ort, DECODER_FILE, _options(ort, threads, spinning=True))
         self._decoder_inputs = {v.name for v in self.decoder.get_inputs()}

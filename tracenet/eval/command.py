@@ -70,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="boundary refinement of TraceNet's masks (tracenet.refine; default: none, the network's own masks, "
         "although tracenet.load() refines with grabcut by default)",
     )
+    parser.add_argument(
+        "--zoom",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="segment small objects again on an enlarged crop around the first answer (tracenet.tap.zoom; "
+        "default: off, the single pass)",
+    )
     parser.add_argument("--out", required=True, help="output folder for metrics.json, report.md, plots")
     parser.add_argument("--beta", type=float, default=0.7, help="IoU threshold of mTA (default 0.7)")
     parser.add_argument("--seed", type=int, default=0, help="tap sampling seed (default 0)")
@@ -158,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         load_kwargs = {} if args.selection is None else {"selection": args.selection}
         if args.refine is not None:
             load_kwargs["refine"] = args.refine
+        if args.zoom is not None:
+            load_kwargs["zoom"] = args.zoom
         method = make_method(args.method, args.checkpoint, **load_kwargs)
         stride = resolve_stride(method, args.mta_stride)
         if stride is not None and stride > 1:

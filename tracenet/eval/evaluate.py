@@ -287,6 +287,8 @@ def evaluate(method: Any, benchmark: Benchmark, config: EvalConfig) -> EvalRun:
         metrics["selection"] = method.selection
     if getattr(method, "refine", None):
         metrics["refine"] = method.refine
+    if getattr(method, "zoom", None):
+        metrics["zoom"] = True
     metrics.update(aggregate(results))
     metrics.update(
         {

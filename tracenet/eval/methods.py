@@ -120,11 +120,13 @@ class TraceNetMethod:
     ) -> None:
         """``segmenter`` (optional) is an already loaded ``tracenet.load()`` object; else ``checkpoint`` is
         loaded (None = the bundled default model). ``load_kwargs`` go to ``tracenet.load`` (``refine``
-        defaults to ``"none"`` here: evaluation measures the network's masks unless told otherwise)."""
+        defaults to ``"none"`` and ``zoom`` to False here: evaluation measures the network's single-pass masks
+        unless told otherwise)."""
         if segmenter is None:
             import tracenet  # lazy: the model stack (torch) is only needed for this method
 
             load_kwargs.setdefault("refine", "none")  # the network's own masks unless asked
+            load_kwargs.setdefault("zoom", False)  # one pass unless asked
             segmenter = tracenet.load(checkpoint, **load_kwargs)
         self._seg = segmenter
         self.use_rft = use_rft
@@ -132,6 +134,7 @@ class TraceNetMethod:
         self._shape: tuple[int, int] | None = None
         self.selection = getattr(segmenter, "selection", None)  # "paper" / "ranker", recorded in metrics.json
         self.refine = getattr(segmenter, "refine", None)  # boundary refinement, recorded in metrics.json
+        self.zoom = getattr(segmenter, "zoom", None)  # zoom-in pass, recorded in metrics.json
         if callable(getattr(segmenter, "tap_key", None)):
             self.group_key = segmenter.tap_key
 

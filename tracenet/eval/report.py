@@ -84,6 +84,8 @@ def render_report(
     selection = f" (candidate choice: {m['selection']})" if m.get("selection") else ""
     if m.get("refine") and m["refine"] != "none":
         selection += f" (boundary refinement: {m['refine']})"
+    if m.get("zoom"):
+        selection += " (zoom-in pass for small objects)"
     lines = [f"# Tap evaluation: {m['method']}{selection}", ""]
     shard = m.get("shard")
     if shard:
