@@ -56,3 +56,15 @@ def test_zoom_leaves_a_large_object_alone() -> None:
     zoomer.set_image(photo)
     a, b = plain.predict(TAP), zoomer.predict(TAP)
     assert "zoom_window" not in b.extras and np.array_equal(a.mask, b.mask)
+
+
+def test_onnx_engine_zooms_like_pytorch(small_cat) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'tracenet[onnx]')")
+    photo, _, tap = small_cat
+    torch_seg = tracenet.load(refine="none", zoom=True)
+    onnx_seg = tracenet.load(engine="onnx", refine="none", zoom=True, threads=1)
+    torch_seg.set_image(photo)
+    onnx_seg.set_image(photo)
+    a, b = torch_seg.predict(tap, use_rft=False), onnx_seg.predict(tap)
+    assert a.extras["zoom_window"] == b.extras["zoom_window"]
+    assert _iou(a.mask, b.mask) >= 0.995
