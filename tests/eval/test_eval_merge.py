@@ -108,6 +108,11 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, capsys):
     refined = evaluate(refined_method, bench, EvalConfig(progress=False, shard=(2, 3), **cfg))
     assert refined.metrics["refine"] == "grabcut" and "refine" not in other_seed.metrics
     s3r = write_outputs(refined, tmp_path / "s3r", plots=False).parent
+    zoomed_method = _method()
+    zoomed_method.zoom = True  # a TraceNet run with --zoom records it
+    zoomed = evaluate(zoomed_method, bench, EvalConfig(progress=False, shard=(2, 3), **cfg))
+    assert zoomed.metrics["zoom"] is True and "zoom" not in other_seed.metrics
+    s3z = write_outputs(zoomed, tmp_path / "s3z", plots=False).parent
     single = write_outputs(
         evaluate(_method(), bench, EvalConfig(progress=False, **cfg)), tmp_path / "one"
     ).parent
@@ -117,6 +122,7 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, capsys):
         ([s1, s2, s2], "are both shard 2/3"),
         ([s1, s2, s3b], "seed = 1"),
         ([s1, s2, s3r], "refine = 'grabcut'"),
+        ([s1, s2, s3z], "zoom = True"),
         ([s1, single], "is not a shard"),
         ([s1, tmp_path / "nowhere"], "not found"),
     ):

@@ -31,6 +31,7 @@ _SAME = (
     "method",
     "selection",
     "refine",
+    "zoom",
     "benchmark",
     "dataset",
     "images",
@@ -125,6 +126,8 @@ def merge_runs(folders: list[str | Path]) -> EvalRun:
         metrics["selection"] = first["selection"]
     if first.get("refine"):
         metrics["refine"] = first["refine"]
+    if first.get("zoom"):
+        metrics["zoom"] = True
     metrics.update(aggregate(results))
     n_images = total("n_images")
     metrics["n_images"] = n_images
