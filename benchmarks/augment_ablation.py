@@ -70,7 +70,7 @@ def score(model_file: Path, args: argparse.Namespace) -> dict:
     from tracenet.train.export import inference_max_side
 
     side = inference_max_side(train_preset("cpu").augment)  # every arm trains on the same canvas
-    method = TraceNetMethod(segmenter=tracenet.load(model_file, max_side=side), use_rft=False)
+    method = TraceNetMethod(segmenter=tracenet.load(model_file, max_side=side, zoom=False), use_rft=False)
     cfg = EvalConfig(max_images=args.val_images, progress=not args.quiet, check_group_key=0)
     m = evaluate_coco(method, args.data / "val.json", args.data / "images", cfg).metrics
     return {k: m[k] for k in ("miou_t", "mta", "first_click_iou", "n_instances", "n_images")}

@@ -101,7 +101,7 @@ class OnnxEngine:
     def __init__(self, threads: int) -> None:
         import tracenet
 
-        self.seg = tracenet.load(engine="onnx", threads=threads)
+        self.seg = tracenet.load(engine="onnx", threads=threads, zoom=False)
         self.label = f"Python onnxruntime, {threads} thread(s)"
         self.samples: dict[str, list[float]] = {"encoder_ms": [], "decoder_ms": []}
 
@@ -118,7 +118,7 @@ class TorchEngine:
         import tracenet
 
         self.threads = threads
-        self.seg = tracenet.load()
+        self.seg = tracenet.load(zoom=False)
         self.label = f"Python PyTorch TraceNet, {threads} thread(s)"
         self.samples: dict[str, list[float]] = {"first_tap_ms": [], "repeat_tap_ms": []}
 

@@ -37,8 +37,8 @@ def _timed(fn) -> float:
 
 
 def measure(width: int, height: int, max_side: int, repeats: int, n_taps: int, threads: int) -> dict[str, float]:
-    torch_seg = tracenet.load(max_side=max_side)
-    onnx_seg = tracenet.load(engine="onnx", max_side=max_side, threads=threads)
+    torch_seg = tracenet.load(max_side=max_side, zoom=False)
+    onnx_seg = tracenet.load(engine="onnx", max_side=max_side, threads=threads, zoom=False)
     taps = taps_for(width, height, n_taps + 1)
     times: dict[str, list[float]] = {k: [] for k in (
         "fullnet_first", "traced_first", "onnx_first", "onnx_encoder", "onnx_decoder", "onnx_repeat",

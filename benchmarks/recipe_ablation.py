@@ -119,7 +119,8 @@ def score(model: Path, side: int, data_root: Path, val_images: int) -> dict:
 
     torch.set_num_threads(1)
     # the network's own mask: tracenet.load refines with GrabCut unless told not to (slow, and not the recipe's doing)
-    method = TraceNetMethod(segmenter=tracenet.load(model, max_side=side, selection="paper", refine="none"),
+    method = TraceNetMethod(segmenter=tracenet.load(model, max_side=side, selection="paper", refine="none",
+                                                     zoom=False),
                             use_rft=False)
     cfg = EvalConfig(max_images=val_images, progress=False, check_group_key=0, n_showcase=0)
     val = data_root / "coco-mini"

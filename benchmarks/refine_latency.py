@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     w, h = (int(v) for v in args.size.split("x"))
     photos = _photos((w, h))
-    segs = {r: tracenet.load(refine=r) for r in REFINERS}
+    segs = {r: tracenet.load(refine=r, zoom=False) for r in REFINERS}
     for seg in segs.values():  # warm-up: trace plans are built once per process
         seg.set_image(photos[0])
         seg.predict((w // 2, h // 2))

@@ -72,7 +72,7 @@ def _iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None) -> float:
 def first_click_probs(bench, checkpoint: str | None = None) -> tuple[list[dict], dict]:
     """Per object: ground truth, ignore mask, unrefined mask, the chosen candidate's photo-size probabilities
     (``None`` when the tap found nothing) and the mask cell in photo pixels; the photos by image id."""
-    seg = tracenet.load(checkpoint, refine="none")
+    seg = tracenet.load(checkpoint, refine="none", zoom=False)
     kept: dict[str, np.ndarray] = {}
 
     def keep(self, photo_probs, mask):

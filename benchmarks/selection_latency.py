@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     w, h = (int(v) for v in args.size.lower().split("x"))
     photos = _photos((w, h))
-    rows = {sel: measure(tracenet.load(args.checkpoint, selection=sel), photos, args.taps)
+    rows = {sel: measure(tracenet.load(args.checkpoint, selection=sel, zoom=False), photos, args.taps)
             for sel in ("paper", "ranker")}
     print(f"{len(photos)} photos at {w}x{h}, {args.taps} repeat taps each, {args.threads} thread(s), traced path")
     print("| candidate choice | first tap (ms) | repeat tap (ms) |")

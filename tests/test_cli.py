@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import tracenet
+from tests.models import PREVIOUS_DEFAULT
 
 EXAMPLES = Path(tracenet.__file__).resolve().parent / "examples"
 
@@ -67,15 +68,15 @@ def test_unreadable_image_and_wrong_checkpoint_are_reported(tmp_path: Path) -> N
 
 
 def test_selection_flag_switches_between_the_ranker_and_the_papers_rule(tmp_path: Path) -> None:
-    """On this tap of coffee.png the bundled ranker and the paper's NMS top-1 pick different candidates; each CLI
-    choice must match the library's answer for it."""
+    """On this tap of coffee.png the previous bundled model's ranker and the paper's NMS top-1 pick different
+    candidates; each CLI choice must match the library's answer for it."""
     tap = (320, 140)
     for selection in ("ranker", "paper"):
         out = tmp_path / f"{selection}.png"
         proc = _tracenet("segment", str(EXAMPLES / "coffee.png"), "--tap", f"{tap[0]},{tap[1]}", "--out", str(out),
-                         "--selection", selection, "--json")
+                         "--selection", selection, "--json", "--checkpoint", str(PREVIOUS_DEFAULT), "--no-zoom")
         assert proc.returncode == 0, proc.stderr
-        seg = tracenet.load(selection=selection)
+        seg = tracenet.load(str(PREVIOUS_DEFAULT), selection=selection, zoom=False)
         seg.set_image(EXAMPLES / "coffee.png")
         expected = seg.predict(tap).mask
         assert np.array_equal(np.array(Image.open(out)) > 0, expected)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import tracenet
+from tests.models import PREVIOUS_DEFAULT
 
 CAT = Path(tracenet.__file__).parent / "examples" / "cat.png"
 SCALE = 384 / 451
@@ -43,7 +44,7 @@ def _conv_macs(module: torch.nn.Module, x: torch.Tensor, within: torch.nn.Module
 
 @pytest.fixture(scope="module")
 def image_wide():
-    seg = tracenet.load(selection="paper")
+    seg = tracenet.load(str(PREVIOUS_DEFAULT), selection="paper", zoom=False)
     seg.set_image(CAT)
     return seg
 
@@ -62,7 +63,7 @@ def test_full_macs_is_the_networks_conv_count_and_taps_save_concrete_work(image_
     assert first.macs <= 0.5 * full
     repeat = seg.predict((100, 100))
     assert 0 < repeat.macs <= 0.1 * full
-    fullnet = tracenet.load(selection="paper")
+    fullnet = tracenet.load(str(PREVIOUS_DEFAULT), selection="paper", zoom=False)
     fullnet.set_image(CAT)
     assert fullnet.predict((220, 150), use_rft=False).macs == full
     assert fullnet.predict((100, 100), use_rft=False).macs == 0
@@ -73,7 +74,7 @@ def test_box_mode_saves_the_mask_branch_outside_the_box(image_wide):
     mode saves at least half of the mask branch's MACs outside the box's window (the box's P3 cells plus the
     2-cell margin, computed here from the reply's box)."""
     image_wide.set_image(CAT)  # fresh caches: both first taps
-    boxed = tracenet.load(selection="paper", mask_region="box")
+    boxed = tracenet.load(str(PREVIOUS_DEFAULT), selection="paper", mask_region="box", zoom=False)
     boxed.set_image(CAT)
     tap = (80, 20)
     a, b = image_wide.predict(tap), boxed.predict(tap)

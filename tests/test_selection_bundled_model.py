@@ -1,4 +1,5 @@
-"""Candidate selection of the bundled model, through ``tracenet.load`` / ``TapSegmenter.predict`` only.
+"""Candidate selection of a real model (the previous bundled one, :data:`tests.models.PREVIOUS_DEFAULT`, where the
+taps below were chosen), through ``tracenet.load`` / ``TapSegmenter.predict`` only.
 
 The taps are on ``tracenet/examples/astronaut.png`` (512x512, run at 384 px: scale 0.75), chosen where each rule
 changes the answer. Expected values come from the network's raw outputs computed here (sigmoids, argmax, the
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 import tracenet
+from tests.models import PREVIOUS_DEFAULT
 from tracenet.io import fit_long_side, load_image
 from tracenet.model import normalize
 
@@ -29,14 +31,16 @@ def photo() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def paper(photo):
-    seg = tracenet.load(selection="paper", require_tap_inside=True, refine="none")
+    seg = tracenet.load(str(PREVIOUS_DEFAULT), selection="paper", require_tap_inside=True, refine="none",
+                        zoom=False)
     seg.set_image(photo)
     return seg
 
 
 @pytest.fixture(scope="module")
 def paper_no_fallback(photo):
-    seg = tracenet.load(selection="paper", require_tap_inside=False, refine="none")
+    seg = tracenet.load(str(PREVIOUS_DEFAULT), selection="paper", require_tap_inside=False, refine="none",
+                        zoom=False)
     seg.set_image(photo)
     return seg
 
@@ -115,7 +119,8 @@ def test_boxes_are_in_the_photos_pixels(paper, photo):
     """Guards "boxes not divided by the resize scale": the 512-px photo runs at 384 px; the same photo resized to
     384 px beforehand runs unscaled and gives the same candidate, so its box times 512 / 384 is the box here."""
     small, _ = fit_long_side(photo, 384)
-    unscaled = tracenet.load(selection="paper", require_tap_inside=True, refine="none")
+    unscaled = tracenet.load(str(PREVIOUS_DEFAULT), selection="paper", require_tap_inside=True, refine="none",
+                        zoom=False)
     unscaled.set_image(small)
     for tap in [(256, 200), (100, 400), (412, 244)]:
         big = paper.predict(tap, use_rft=False)

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-__all__ = ["GRID", "ZoomConfig", "enlarge_crop", "zoom_window"]
+__all__ = ["DEFAULT_ZOOM", "GRID", "ZoomConfig", "enlarge_crop", "zoom_window"]
 
 GRID = 16  # zoom windows snap to this many photo pixels
+DEFAULT_ZOOM = True  # tracenet.load()'s setting (the predictor classes, evaluation and benchmarks default to off)
 
 
 @dataclass(frozen=True)

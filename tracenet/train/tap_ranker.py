@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     import tracenet
     from tracenet.model import load_checkpoint, read_checkpoint, save_checkpoint
 
-    seg = tracenet.load(args.model, selection="paper", refine="none")
+    seg = tracenet.load(args.model, selection="paper", refine="none", zoom=False)
     ex = collect_tap_examples(seg, args.data / args.ann, args.data / "images", max_images=args.max_images)
     n_img = int(ex.image_index.max()) + 1
     held = ex.image_index >= n_img - int(round(args.holdout * n_img))
