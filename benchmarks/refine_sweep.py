@@ -33,7 +33,6 @@ import tracenet  # noqa: E402
 from tracenet.eval.evaluate import load_coco_benchmark  # noqa: E402
 from tracenet.eval.folder import load_folder_benchmark  # noqa: E402
 from tracenet.eval.taps import first_click  # noqa: E402
-from tracenet.model.geometry import STRIDES  # noqa: E402
 from tracenet.refine import RefineConfig, _crop, refine_mask  # noqa: E402
 
 DEFAULT_VARIANTS = ["none", "default", "small_share=0", "small_share=0,trimap=0.8/0.2",
@@ -75,9 +74,9 @@ def first_click_probs(bench, checkpoint: str | None = None) -> tuple[list[dict],
     seg = tracenet.load(checkpoint, refine="none", zoom=False)
     kept: dict[str, np.ndarray] = {}
 
-    def keep(self, photo_probs, mask):
+    def keep(self, photo_probs, mask, cell):
         kept["probs"] = np.asarray(photo_probs, dtype=np.float32).copy()
-        kept["cell"] = STRIDES[0] / self._scale  # what the predictor passes to refine_mask
+        kept["cell"] = cell  # what the predictor passes to refine_mask
         return mask
 
     seg._refined = types.MethodType(keep, seg)  # the predictor's refinement hook: keep what it would refine

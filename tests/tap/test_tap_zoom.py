@@ -37,7 +37,7 @@ def test_zoom_window_keeps_the_box_inside_with_its_margin() -> None:
         if win is None:
             continue
         a, b, c, d = win
-        assert 0 <= a < c <= w and 0 <= b < d <= h and a % GRID == 0 or a == w - (c - a)
+        assert 0 <= a < c <= w and 0 <= b < d <= h and (a % GRID == 0 or c == w) and (b % GRID == 0 or d == h)
         side = max(cfg.min_side, cfg.expand * max(x1 - x0, y1 - y0))
         margin = (side - max(x1 - x0, y1 - y0)) / 2
         # inside the window with the unrounded margin, unless the photo's edge is nearer
