@@ -89,7 +89,7 @@ def dynamic_mask_logits(
         levels: ``[N]`` long, level index 0..4 (P3..P7) each instance was predicted on.
 
     Returns:
-        ``[N, H_3, W_3]`` mask logits at stride 8 (three grouped 1x1 convs, ReLU between them).
+        ``[N, H_3, W_3]`` mask logits at stride 8 (three 1x1 convolutions per instance, ReLU between them).
     """
     if mask_feats.dim() != 4 or mask_feats.shape[1] != MASK_CHANNELS:
         raise ValueError(f"mask_feats must be [B, {MASK_CHANNELS}, H, W], got {tuple(mask_feats.shape)}")
@@ -101,12 +101,16 @@ def dynamic_mask_logits(
         if t.shape[0] != n:
             raise ValueError(f"{name} has {t.shape[0]} rows but params has {n}")
     rel = relative_coords(locations_xy.to(mask_feats.dtype), levels, (rows, cols))
-    x = torch.cat([mask_feats[image_index.long()], rel], dim=1)  # [N, 10, H, W]
-    x = x.reshape(1, n * x.shape[1], rows, cols)
-    weights, biases = split_dynamic_params(params.to(mask_feats.dtype))
-    last = len(weights) - 1
-    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-        x = F.conv2d(x, w, b, groups=n)
+    # each instance's three 1x1 convolutions as batched matrix products over its [10, H*W] input: the same sums
+    # as grouped convolutions (up to float32 summation order) at a third of their time on CPU, where a grouped
+    # 1x1 convolution of a channels-last map is slow (0.8 vs 0.3 ms for one tap's 96x128 map, 2 threads)
+    x = torch.cat([mask_feats[image_index.long()], rel], dim=1).reshape(n, LAYER_SHAPES[0][0], rows * cols)
+    chunks = torch.split(params.to(mask_feats.dtype), list(WEIGHT_COUNTS) + list(BIAS_COUNTS), dim=1)
+    last = len(LAYER_SHAPES) - 1
+    for i, (in_ch, out_ch) in enumerate(LAYER_SHAPES):
+        weight = chunks[i].reshape(n, out_ch, in_ch)  # row-major [out, in], as split_dynamic_params lays it out
+        bias = chunks[len(LAYER_SHAPES) + i].reshape(n, out_ch, 1)
+        x = torch.baddbmm(bias, weight, x)
         if i < last:
             x = F.relu(x)
     return x.reshape(n, rows, cols)
