@@ -4,7 +4,8 @@ scripts, the worker and onnxruntime-web's WebAssembly must run under them).
 
 - Taps on the bundled photos give the same mask as the server's ``/api/segment`` for the same photo and tap
   (IoU >= 0.99; the server here runs without boundary refinement, ``tracenet.load(refine="none")``: the device
-  mode has no OpenCV and shows the network's own mask), while no request reaches the segmentation, image or edit endpoints (every request is recorded).
+  mode has no OpenCV and shows the network's own mask; both zoom in on small objects, and two taps must zoom),
+  while no request reaches the segmentation, image or edit endpoints (every request is recorded).
 - The photo the network sees in the page equals ``tracenet.io.fit_long_side`` in Python, byte for byte.
 - A cut-out downloads with alpha equal to the mask (edge softness 0), and feathered alpha stays inside / outside.
 - Bad input: an unreadable file and a photo over the pixel limit get a clear message; a browser without
@@ -33,8 +34,10 @@ pytestmark = [
 pytest.importorskip("onnxruntime", reason="the server's comparison needs nothing more, the export check needs onnx")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "tracenet" / "examples"
-# (photo, taps as fractions of its displayed size); the cat's second tap finds nothing (the "nothing here" path)
-TAPS = {"cat.png": [(0.55, 0.55), (0.9, 0.1)], "coffee.png": [(0.5, 0.6)], "astronaut.png": [(0.5, 0.3)]}
+# (photo, taps as fractions of its displayed size); the cat's second tap finds nothing (the "nothing here" path);
+# the astronaut's second tap and the coffee's second zoom in on a small object (the zoom-in pass, both modes)
+TAPS = {"cat.png": [(0.55, 0.55), (0.9, 0.1)], "coffee.png": [(0.5, 0.6), (0.35, 0.65)],
+        "astronaut.png": [(0.5, 0.3), (0.8, 0.5)]}
 UPLOAD_ENDPOINTS = ("/api/segment", "/api/edit", "/api/images", "/api/clickable")
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
 
@@ -135,6 +138,7 @@ def test_device_taps_equal_the_server_and_upload_nothing(phone, server, capsys):
     from tracenet.io import fit_long_side, load_image
 
     rows = []
+    zoomed = 0
     for name, taps in TAPS.items():
         phone.requests.clear()
         open_example(phone, name)
@@ -152,11 +156,13 @@ def test_device_taps_equal_the_server_and_upload_nothing(phone, server, capsys):
             assert not sent, f"device mode sent requests to the server: {sent}"
             ref, reply = server_mask(server, name, xy)
             found = phone.evaluate("window.tracenetPage.selection.at(-1).found")
+            zoomed += bool(phone.evaluate("window.tracenetPage.selection.at(-1).zoomWindow"))
             assert found == reply["found"], (name, xy, reply.get("reason"))
             score = iou(mask, ref)
             rows.append(f"{name} {xy}: IoU {score:.4f}, {int(mask.sum())} vs {int(ref.sum())} px")
             assert score >= 0.99, rows[-1]
     assert any("cat.png" in r for r in rows) and not phone.errors, phone.errors
+    assert zoomed >= 2, f"the page zoomed in on {zoomed} taps, expected the two small objects"
     with capsys.disabled():
         print("\n  " + "\n  ".join(rows))
 

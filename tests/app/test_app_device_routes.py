@@ -43,6 +43,7 @@ def test_module_scripts_and_wasm_have_their_types(device_client):
 def test_the_export_is_served_as_shipped(device_client):
     contract = device_client.get("/api/device/model.json").json()
     shipped = json.loads((default_export() / "model.json").read_text())
+    assert contract.pop("zoom") is not None  # the server's own setting (tests/app/test_device_js_zoom.py)
     assert contract == shipped | {"encoder_url": "/api/device/encoder.onnx", "decoder_url": "/api/device/decoder.onnx"}
     for name in ("encoder.onnx", "decoder.onnx"):
         assert device_client.get(contract[name.replace(".onnx", "_url")]).content == (default_export() / name).read_bytes()

@@ -46,7 +46,17 @@ def _dec(v):
 
 
 def js(module: str, fn: str, *args):
-    job = json.dumps({"module": str(DEVICE / module), "fn": fn, "args": _enc(list(args))})
+    """``fn(*args)`` of the device module under Node."""
+    return _run({"module": str(DEVICE / module), "fn": fn, "args": _enc(list(args))})
+
+
+def js_each(module: str, fn: str, calls: list[tuple]) -> list:
+    """``[fn(*args) for args in calls]`` under Node, in one process."""
+    return _run({"module": str(DEVICE / module), "fn": fn, "each": [_enc(list(a)) for a in calls]})
+
+
+def _run(request: dict):
+    job = json.dumps(request)
     out = subprocess.run([NODE, str(CALL)], input=job, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return _dec(json.loads(out.stdout))

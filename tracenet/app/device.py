@@ -31,8 +31,10 @@ from fastapi.responses import FileResponse
 from tracenet.app.guard import add_missing_headers
 from tracenet.app.security import CSP
 from tracenet.deploy.contract import DECODER_FILE, ENCODER_FILE, MODEL_FILE, ContractError, read_contract
+from tracenet.tap.zoom import GRID, ZoomConfig
 
-__all__ = ["ContractError", "DEVICE_CSP", "ISOLATION_HEADERS", "IsolationHeaders", "add_device_routes", "default_export"]
+__all__ = ["ContractError", "DEVICE_CSP", "ISOLATION_HEADERS", "IsolationHeaders", "add_device_routes", "default_export",
+           "zoom_settings"]
 
 mimetypes.add_type("text/javascript", ".mjs")  # module scripts are refused under any other type
 mimetypes.add_type("application/wasm", ".wasm")  # streaming compilation needs it
@@ -72,8 +74,17 @@ class IsolationHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def add_device_routes(app: FastAPI, folder: Path | None) -> None:
-    """``GET /api/device/model.json`` (the export's contract, with ``encoder_url`` / ``decoder_url`` added) and
+def zoom_settings(cfg: ZoomConfig | None = None) -> dict[str, Any]:
+    """The zoom-in pass's settings as the page's zoom.js reads them: ``expand``, ``min_side``, ``min_gain``,
+    ``cache`` (:class:`~tracenet.tap.zoom.ZoomConfig`, default settings when ``cfg`` is None) and ``grid``
+    (:data:`~tracenet.tap.zoom.GRID`)."""
+    cfg = cfg or ZoomConfig()
+    return {"expand": cfg.expand, "min_side": cfg.min_side, "min_gain": cfg.min_gain, "cache": cfg.cache, "grid": GRID}
+
+
+def add_device_routes(app: FastAPI, folder: Path | None, *, zoom: bool = False) -> None:
+    """``GET /api/device/model.json`` (the export's contract, with ``encoder_url`` / ``decoder_url`` added, and
+    ``zoom``: the zoom-in pass's settings (:func:`zoom_settings`) when ``zoom``, else ``null``) and
     ``GET /api/device/{encoder,decoder}.onnx``. With ``folder=None`` (no export for this server's model) the
     contract route answers 404 with the reason, and the page stays in server mode.
 
@@ -91,7 +102,8 @@ def add_device_routes(app: FastAPI, folder: Path | None) -> None:
 
     @app.get("/api/device/model.json", summary="The ONNX export's contract, for the page's on-device mode")
     def device_contract() -> dict[str, Any]:
-        return require() | {"encoder_url": f"/api/device/{ENCODER_FILE}", "decoder_url": f"/api/device/{DECODER_FILE}"}
+        return require() | {"encoder_url": f"/api/device/{ENCODER_FILE}", "decoder_url": f"/api/device/{DECODER_FILE}",
+                            "zoom": zoom_settings() if zoom else None}
 
     @app.get("/api/device/{name}", summary="One file of the ONNX export", response_class=FileResponse)
     def device_file(name: str) -> FileResponse:

@@ -93,6 +93,7 @@ def create_app(
     examples_dir: Path = EXAMPLES_DIR,
     warm_up: bool = False,
     device_model: Path | None | str = "auto",
+    device_zoom: bool | None = None,
 ) -> FastAPI:
     """Build the tap-to-segment web app.
 
@@ -128,6 +129,9 @@ def create_app(
         device_model: the ONNX export the page runs in its on-device mode (:mod:`tracenet.app.device`);
             ``"auto"``: the bundled model's export when ``segmenter_factory`` is the default, else none;
             ``None``: no on-device mode (the page uses the server).
+        device_zoom: whether the on-device mode runs the zoom-in pass for small objects (``model.json`` then
+            carries its settings, :class:`tracenet.tap.zoom.ZoomConfig`); default ``None``: as ``tracenet.load()``
+            does (:data:`tracenet.tap.zoom.DEFAULT_ZOOM`), so both modes give the same masks with the default model.
     """
     store = ImageStore(max_images=max_images, max_bytes=max_store_bytes)
     runner = ModelRunner(segmenter_factory or _default_factory, max_jobs=max_jobs, wait_s=wait_s)
@@ -164,7 +168,11 @@ def create_app(
     app.add_middleware(SecurityMiddleware, allowed_hosts=allowed_hosts)  # outermost: runs first
     if device_model == "auto":
         device_model = default_export() if segmenter_factory is None else None
-    add_device_routes(app, None if device_model is None else Path(device_model))
+    if device_zoom is None:
+        from tracenet.tap.zoom import DEFAULT_ZOOM
+
+        device_zoom = DEFAULT_ZOOM
+    add_device_routes(app, None if device_model is None else Path(device_model), zoom=device_zoom)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.store, app.state.runner, app.state.budget = store, runner, budget
 

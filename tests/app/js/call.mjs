@@ -1,5 +1,6 @@
 // Calls one exported function of the page's device modules for tests/app/test_device_js.py.
-// stdin: JSON {module, fn, args}; typed arrays travel as {"u8" | "i32" | "f32" | "f64": base64}; objects are walked.
+// stdin: JSON {module, fn, args} (or {module, fn, each: [args, ...]}: one call per argument list, results as a list);
+// typed arrays travel as {"u8" | "i32" | "f32" | "f64": base64}; objects are walked.
 // stdout: JSON of the result, typed arrays encoded the same way.
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
@@ -30,4 +31,7 @@ function encode(v) {
 
 const job = JSON.parse(readFileSync(0, "utf8"));
 const mod = await import(pathToFileURL(job.module).href);
-process.stdout.write(JSON.stringify(encode(await mod[job.fn](...decode(job.args)))));
+const calls = job.each ? job.each.map(decode) : [decode(job.args)];
+const results = [];
+for (const args of calls) results.push(await mod[job.fn](...args));
+process.stdout.write(JSON.stringify(encode(job.each ? results : results[0])));

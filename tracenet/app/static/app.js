@@ -245,10 +245,12 @@ async function onTap(event) {
 async function tapOnDevice(x, y, add, t0) {
   try {
     const r = await state.device.tap(x, y);
-    const entry = { x, y, score: r.score, found: r.found, key: r.key, mask: r.mask, polygons: [],
+    const entry = { x, y, score: r.score, found: r.found, key: r.key, mask: r.mask, polygons: [], zoomWindow: r.zoom_window,
       maskCanvas: maskCanvas(r.mask, state.image.width, state.image.height, YELLOW, 120) };
+    const zoom = r.zoom_window ? ` + zoomed in on ${r.zoom_window[2] - r.zoom_window[0]}×${r.zoom_window[3] - r.zoom_window[1]} px ` +
+      `${r.zoom_ms.toFixed(0)}` : "";
     recordTap(entry, add, r.area,
-      `on this device ${r.tap_ms.toFixed(0)} ms (decoder ${r.decoder_ms.toFixed(0)} + mask ${r.select_ms.toFixed(0)})`,
+      `on this device ${r.tap_ms.toFixed(0)} ms (decoder ${r.decoder_ms.toFixed(0)} + mask ${r.select_ms.toFixed(0)}${zoom})`,
       ` · photo encoded once in ${state.encoderMs.toFixed(0)} ms`, performance.now() - t0);
     setStatus(r.found ? `${state.selection.length} object(s) selected.`
       : `No object found there (${r.reason || "empty mask"}) — tap on the object itself.`, !r.found);

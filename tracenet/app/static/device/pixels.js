@@ -23,7 +23,7 @@ export function compositeOnWhite(rgba, width, height) {
   return { data: out, width, height };
 }
 
-function roundHalfEven(v) {  // numpy.rint
+export function roundHalfEven(v) {  // numpy.rint; also Python's round() on a float
   const r = Math.round(v);
   return (Math.abs(v % 1) === 0.5 && r % 2 !== 0) ? r - 1 : r;
 }

@@ -1,16 +1,20 @@
 // The on-device engine, in a module worker so the page stays responsive: onnxruntime-web (WebAssembly, SIMD, with
 // threads when the page is cross-origin isolated) runs encoder.onnx once per photo and decoder.onnx per tap;
-// pre- and post-processing follow model.json (pixels.js, masks.js); edits run here too (effects.js).
+// pre- and post-processing follow model.json (pixels.js, masks.js); with model.json's "zoom" a small object is
+// segmented again on an enlarged crop (zoom.js; each crop's encoder outputs kept for further taps, as in Python);
+// edits run here too (effects.js).
 // Messages: {id, op, ...} in; {id, ok, result | error} out. Times are performance.now() milliseconds.
 
 import * as ort from "../vendor/onnxruntime-web/ort.wasm.bundle.min.mjs";
 import { EFFECTS } from "./effects.js";
 import { alignTap, chooseMask } from "./masks.js";
 import { compositeOnWhite, fitLongSide, normalize } from "./pixels.js";
+import { enlargeCrop, zoomTapPoint, zoomWindow, zoomedChoice } from "./zoom.js";
 
 const ENCODER_OUTPUTS = ["p3", "p4", "p5", "p6", "p7", "mask_feats"];
 const MASK_BYTES = 256 << 20;  // masks of the current photo kept for the edits
-const engine = { contract: null, encoder: null, decoder: null, photo: null, net: null, feats: null, masks: new Map() };
+const engine = { contract: null, encoder: null, decoder: null, photo: null, net: null, feats: null, masks: new Map(),
+  zoomed: new Map() };
 
 async function init({ contract, threads, vendorUrl }) {
   ort.env.wasm.wasmPaths = { wasm: `${vendorUrl}ort-wasm-simd-threaded.wasm` };  // the glue is in the bundle
@@ -37,8 +41,47 @@ async function setImage({ rgba, width, height }) {
   const outs = await engine.encoder.run({ image: input }, ENCODER_OUTPUTS);
   const t2 = performance.now();
   engine.photo = photo; engine.net = { width: net.width, height: net.height, scale };
-  engine.feats = outs; engine.masks = new Map();
+  engine.feats = outs; engine.masks = new Map(); engine.zoomed = new Map();
   return { preprocess_ms: t1 - t0, encoder_ms: t2 - t1, net_width: net.width, net_height: net.height, scale };
+}
+
+async function decode(feats, cells, netH, netW) {
+  const c = engine.contract;
+  const feeds = { ...feats,
+    cells: new ort.Tensor("int64", BigInt64Array.from(cells.flat().map(BigInt)), [cells.length, 2]),
+    net_hw: new ort.Tensor("int64", BigInt64Array.from([BigInt(netH), BigInt(netW)]), [2]),
+    min_score: new ort.Tensor("float32", Float32Array.from([c.selection.min_score]), []) };
+  for (const name of Object.keys(feeds)) if (!engine.decoder.inputNames.includes(name)) delete feeds[name];
+  const raw = await engine.decoder.run(feeds);
+  return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, v.data]));
+}
+
+async function zoomedCrop(window) {
+  // the enlarged crop's encoder outputs, kept for the zoom's `cache` most recent windows of this photo
+  const key = window.join(","), c = engine.contract;
+  let crop = engine.zoomed.get(key);
+  if (crop) { engine.zoomed.delete(key); engine.zoomed.set(key, crop); return crop; }
+  const image = enlargeCrop(engine.photo, window, c.preprocess.max_side);
+  const input = new ort.Tensor("float32", normalize(image, c.preprocess.mean, c.preprocess.std), [1, 3, image.height, image.width]);
+  crop = { feats: await engine.encoder.run({ image: input }, ENCODER_OUTPUTS), width: image.width, height: image.height };
+  engine.zoomed.set(key, crop);
+  while (engine.zoomed.size > c.zoom.cache) engine.zoomed.delete(engine.zoomed.keys().next().value);
+  return crop;
+}
+
+async function zoomIn(first, cells) {
+  // TapCore._zoom_answer: the zoomed answer, or null when the first one stands
+  const c = engine.contract, { scale } = engine.net, { width: photoW, height: photoH } = engine.photo;
+  const window = zoomWindow(first.box, photoH, photoW, c.preprocess.max_side, scale, c.zoom);
+  if (!window) return null;
+  const crop = await zoomedCrop(window);
+  const [tx, ty] = zoomTapPoint(cells[0], scale, window, crop.width, crop.height, c.geometry.strides[0]);
+  const innerCells = alignTap(tx, ty, crop.height, crop.width, c.geometry.strides);
+  const out = await decode(crop.feats, innerCells, crop.height, crop.width);
+  const zoomed = zoomedChoice(out, { selection: c.selection.default, minScore: c.selection.min_score,
+    requireTapInside: true, innerH: crop.height, innerW: crop.width, innerCell: innerCells[0], window, photoH,
+    photoW, scale, p3Cell: cells[0] });
+  return zoomed && { ...zoomed, window };
 }
 
 async function tap({ x, y }) {
@@ -48,17 +91,14 @@ async function tap({ x, y }) {
   if (!(x >= 0 && x < photoW && y >= 0 && y < photoH)) throw new Error(`tap (${x}, ${y}) is outside the ${photoW}x${photoH} photo`);
   const cells = alignTap(x * scale, y * scale, netH, netW, c.geometry.strides);
   const t0 = performance.now();
-  const feeds = { ...engine.feats,
-    cells: new ort.Tensor("int64", BigInt64Array.from(cells.flat().map(BigInt)), [cells.length, 2]),
-    net_hw: new ort.Tensor("int64", BigInt64Array.from([BigInt(netH), BigInt(netW)]), [2]),
-    min_score: new ort.Tensor("float32", Float32Array.from([c.selection.min_score]), []) };
-  for (const name of Object.keys(feeds)) if (!engine.decoder.inputNames.includes(name)) delete feeds[name];
-  const raw = await engine.decoder.run(feeds);
+  const out = await decode(engine.feats, cells, netH, netW);
   const t1 = performance.now();
-  const out = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, v.data]));
-  const chosen = chooseMask(out, { selection: c.selection.default, minScore: c.selection.min_score, requireTapInside: true,
+  let chosen = chooseMask(out, { selection: c.selection.default, minScore: c.selection.min_score, requireTapInside: true,
     netH, netW, photoH, photoW, scale, p3Cell: cells[0] });
   const t2 = performance.now();
+  const zoomed = c.zoom && chosen.found ? await zoomIn(chosen, cells) : null;
+  if (zoomed) chosen = zoomed;
+  const t3 = performance.now();
   const key = `${x},${y}`;
   engine.masks.delete(key);
   engine.masks.set(key, chosen.mask);  // kept for the edits; the oldest go past MASK_BYTES
@@ -68,7 +108,8 @@ async function tap({ x, y }) {
   let area = 0;
   for (const v of chosen.mask) area += v;
   return { found: chosen.found, score: chosen.score, box: chosen.box, reason: chosen.reason, area, key,
-    mask: chosen.mask.slice(), decoder_ms: t1 - t0, select_ms: t2 - t1, tap_ms: t2 - t0 };
+    mask: chosen.mask.slice(), zoom_window: zoomed ? zoomed.window : null, decoder_ms: t1 - t0, select_ms: t2 - t1,
+    zoom_ms: t3 - t2, tap_ms: t3 - t0 };
 }
 
 function edit({ effect, keys, options }) {
