@@ -13,6 +13,7 @@ from tests.eval.test_eval_folder import write_folder
 from tracenet.eval.evaluate import EvalConfig, evaluate, load_coco_benchmark
 from tracenet.eval.folder import load_folder_benchmark
 from tracenet.eval.merge import main as merge_main
+from tracenet.tap.zoom import ZoomConfig
 from tracenet.eval.merge import merge_runs
 from tracenet.eval.methods import from_callable
 from tracenet.eval.records import shard_images
@@ -109,10 +110,17 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, capsys):
     assert refined.metrics["refine"] == "grabcut" and "refine" not in other_seed.metrics
     s3r = write_outputs(refined, tmp_path / "s3r", plots=False).parent
     zoomed_method = _method()
-    zoomed_method.zoom = True  # a TraceNet run with --zoom records it
+    zoomed_method.zoom = True  # a TraceNet run with --zoom records it, with its settings
+    zoomed_method.zoom_cfg = ZoomConfig()
     zoomed = evaluate(zoomed_method, bench, EvalConfig(progress=False, shard=(2, 3), **cfg))
     assert zoomed.metrics["zoom"] is True and "zoom" not in other_seed.metrics
+    assert zoomed.metrics["zoom_cfg"] == {"expand": 1.25, "min_side": 48, "min_gain": 1.75, "cache": 4}
     s3z = write_outputs(zoomed, tmp_path / "s3z", plots=False).parent
+    z1, z2 = (write_outputs(evaluate(zoomed_method, bench, EvalConfig(progress=False, shard=(i, 3), **cfg)),
+                            tmp_path / f"z{i}", plots=False).parent for i in (0, 1))
+    zoomed_method.zoom_cfg = ZoomConfig(min_gain=1.4)  # shards of one run must share the zoom settings too
+    s3zg = write_outputs(evaluate(zoomed_method, bench, EvalConfig(progress=False, shard=(2, 3), **cfg)),
+                         tmp_path / "s3zg", plots=False).parent
     single = write_outputs(
         evaluate(_method(), bench, EvalConfig(progress=False, **cfg)), tmp_path / "one"
     ).parent
@@ -123,11 +131,14 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, capsys):
         ([s1, s2, s3b], "seed = 1"),
         ([s1, s2, s3r], "refine = 'grabcut'"),
         ([s1, s2, s3z], "zoom = True"),
+        ([z1, z2, s3zg], "zoom_cfg = {"),
         ([s1, single], "is not a shard"),
         ([s1, tmp_path / "nowhere"], "not found"),
     ):
         assert merge_main([str(f) for f in folders] + ["--out", str(out)]) == 2, message
         assert message in capsys.readouterr().err, message
         assert not out.exists()
+    assert merge_main([str(z1), str(z2), str(s3z), "--out", str(tmp_path / "zm")]) == 0
+    assert json.loads((tmp_path / "zm" / "metrics.json").read_text())["zoom_cfg"] == zoomed.metrics["zoom_cfg"]
     assert merge_main([str(s1), str(s2), str(s3), "--out", str(s1)]) == 2
     assert "is one of the shard folders" in capsys.readouterr().err

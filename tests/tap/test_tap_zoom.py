@@ -11,7 +11,7 @@ from tracenet.tap.zoom import GRID, ZoomConfig, enlarge_crop, zoom_window
 
 
 def test_zoom_window_by_hand() -> None:
-    cfg = ZoomConfig()  # expand 1.25, min_side 48, min_gain 1.75
+    cfg = ZoomConfig(min_gain=1.75)  # expand 1.25, min_side 48 (the defaults)
     # box 40 x 30: side max(48, 50) = 50 -> ceil(50 / 16) + 1 = 5 grid cells = 80 px; centre (120, 115):
     # corner round((120 - 40) / 16) * 16 = 80, round((115 - 40) / 16) * 16 = round(4.69) * 16 = 80
     assert zoom_window((100, 100, 140, 130), (480, 640), 384, 0.6, cfg) == (80, 80, 160, 160)
@@ -115,7 +115,7 @@ def test_zoom_pass_sharpens_a_small_object_and_maps_it_back() -> None:
 
 def test_zoom_pass_leaves_large_objects_and_can_be_paused() -> None:
     photo = np.zeros((480, 640, 3), np.uint8)
-    photo[100:400, 150:500] = 255
+    photo[20:470, 40:620] = 255  # a crop around it would be the whole photo: nothing to gain
     zoomer = _BlurryEngine(max_side=160, zoom=True)
     zoomer.set_image(photo)
     res = zoomer.predict((300, 250))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +289,8 @@ def evaluate(method: Any, benchmark: Benchmark, config: EvalConfig) -> EvalRun:
         metrics["refine"] = method.refine
     if getattr(method, "zoom", None):
         metrics["zoom"] = True
+        if getattr(method, "zoom_cfg", None) is not None:
+            metrics["zoom_cfg"] = asdict(method.zoom_cfg)
     metrics.update(aggregate(results))
     metrics.update(
         {

@@ -32,6 +32,7 @@ _SAME = (
     "selection",
     "refine",
     "zoom",
+    "zoom_cfg",
     "benchmark",
     "dataset",
     "images",
@@ -128,6 +129,8 @@ def merge_runs(folders: list[str | Path]) -> EvalRun:
         metrics["refine"] = first["refine"]
     if first.get("zoom"):
         metrics["zoom"] = True
+        if first.get("zoom_cfg"):
+            metrics["zoom_cfg"] = first["zoom_cfg"]
     metrics.update(aggregate(results))
     n_images = total("n_images")
     metrics["n_images"] = n_images

@@ -135,6 +135,7 @@ class TraceNetMethod:
         self.selection = getattr(segmenter, "selection", None)  # "paper" / "ranker", recorded in metrics.json
         self.refine = getattr(segmenter, "refine", None)  # boundary refinement, recorded in metrics.json
         self.zoom = getattr(segmenter, "zoom", None)  # zoom-in pass, recorded in metrics.json
+        self.zoom_cfg = getattr(segmenter, "zoom_cfg", None)  # its settings, recorded with it
         if callable(getattr(segmenter, "tap_key", None)):
             self.group_key = segmenter.tap_key
 
