@@ -1,7 +1,8 @@
 """The page's on-device zoom-in pass (tracenet/app/static/device/zoom.js) against the Python it mirrors
 (:mod:`tracenet.tap.zoom`, ``TapCore._zoom_answer``), under Node: the crop window (exactly, incl. Python's
 round-half-to-even), the enlarged crop (Pillow's resize, byte for byte), and the zoomed answer of the onnx engine
-(same mask, same box) on decoder outputs replayed at both the photo's and the crop's network size. The app serves
+(same mask, same box, the same refusals of a crop's answer that misses the tap or lies mostly outside the first
+answer) on decoder outputs replayed at both the photo's and the crop's network size. The app serves
 the zoom's settings in ``model.json``.
 """
 
@@ -61,14 +62,18 @@ def test_enlarged_crop_is_pillows_byte_for_byte(window):
 def _outputs_at(net_hw: tuple[int, int], cell: tuple[int, int]) -> dict[str, np.ndarray]:
     """Decoder outputs for a tap at P3 ``cell`` on a ``net_hw`` input: five candidates with small boxes (so the
     first answer zooms) and blob masks near the tap; on a crop (a square 384x384 input) taps on every third column
-    get blobs that miss the tap (the first answer must stand)."""
+    get blobs that miss the tap, and on the next column one that covers it but lies mostly outside the first
+    answer (the first answer must stand both times)."""
     h, w = net_hw
     rows, cols = -(-h // 8), -(-w // 8)
     r, c = cell
-    miss = (h, w) == (384, 384) and c % 3 == 0
+    crop = (h, w) == (384, 384)
+    miss = crop and c % 3 == 0
     offsets = [(9, 9), (0, 0), (1, -1), (-1, 2), (0, 1)] if not miss else [(12, 12), (-12, 10), (14, -13), (9, 9),
                                                                            (-10, -11)]
     radii = [2.0, 3.0, 1.5, 4.0, 2.5]
+    if crop and c % 3 == 1:  # a crop's answer that covers the tap but reaches far outside the first answer
+        offsets[1], radii[1] = (0, 29), 30.0
     yy, xx = np.mgrid[0:rows, 0:cols]
     logits = np.stack([rad ** 2 - ((yy - r - dr) ** 2 + (xx - c - dc) ** 2) for (dr, dc), rad in zip(offsets, radii)])
     centres = np.array([((c + dc + 0.5) * 8, (r + dr + 0.5) * 8) for dr, dc in offsets], np.float32)
@@ -107,8 +112,9 @@ def test_zoomed_answer_matches_the_onnx_engine():
     seg.set_image(np.zeros((photo_h, photo_w, 3), np.uint8))
     net_h, net_w = seg.net_hw
     common = {"selection": "ranker", "minScore": 0.05, "requireTapInside": True}
-    zoomed = stood = 0
-    for x, y in [(225, 150), (40, 30), (330, 240), (100, 200), (440, 290), (60, 280), (300, 20), (250, 180)]:
+    zoomed = stood = refused = 0
+    for x, y in [(225, 150), (40, 30), (330, 240), (100, 200), (440, 290), (60, 280), (300, 20), (250, 180), (120, 60),
+                 (200, 100), (380, 150), (150, 250), (20, 150), (410, 90), (270, 70), (170, 200)]:
         ref = seg.predict((x, y))
         cells = align_tap((x * seg._scale, y * seg._scale), (net_h, net_w))
         first = js("masks.js", "chooseMask", _int32(seg.decode(cells)), {
@@ -121,11 +127,14 @@ def test_zoomed_answer_matches_the_onnx_engine():
         inner_h, inner_w = inner.net_hw
         tx, ty = js("zoom.js", "zoomTapPoint", list(cells[0]), seg._scale, window, inner_w, inner_h, STRIDES[0])
         inner_cells = js("masks.js", "alignTap", tx, ty, inner_h, inner_w, list(STRIDES))
-        got = js("zoom.js", "zoomedChoice", _int32(inner.decode([tuple(c) for c in inner_cells])), {
-            **common, "innerH": inner_h, "innerW": inner_w, "innerCell": inner_cells[0], "window": window,
-            "photoH": photo_h, "photoW": photo_w, "scale": seg._scale, "p3Cell": list(cells[0])})
+        inner_out = _int32(inner.decode([tuple(c) for c in inner_cells]))
+        args = {**common, "innerH": inner_h, "innerW": inner_w, "innerCell": inner_cells[0], "window": window,
+                "photoH": photo_h, "photoW": photo_w, "scale": seg._scale, "p3Cell": list(cells[0]),
+                "firstMask": first["mask"], "minInside": _settings()["min_inside"]}
+        got, loose = js_each("zoom.js", "zoomedChoice", [(inner_out, args), (inner_out, {**args, "minInside": 0})])
         if got is None:  # the first answer stands, in Python too
             stood += 1
+            refused += loose is not None  # it covered the tap but lay mostly outside the first answer
             assert "zoom_window" not in ref.extras, (x, y)
             assert np.array_equal(first["mask"].reshape(photo_h, photo_w).astype(bool), ref.mask), (x, y)
             continue
@@ -136,7 +145,7 @@ def test_zoomed_answer_matches_the_onnx_engine():
         outside = np.ones((photo_h, photo_w), bool)
         outside[window[1]:window[3], window[0]:window[2]] = False
         assert not ref.mask[outside].any()
-    assert zoomed >= 3 and stood >= 1, (zoomed, stood)
+    assert zoomed >= 3 and stood - refused >= 1 and refused >= 1, (zoomed, stood, refused)
 
 
 def test_the_app_serves_the_zoom_settings_with_the_contract(tmp_path):
@@ -156,4 +165,4 @@ def test_the_app_serves_the_zoom_settings_with_the_contract(tmp_path):
             served = reply.json()["zoom"]
         cfg = ZoomConfig()
         assert served == ({"expand": cfg.expand, "min_side": cfg.min_side, "min_gain": cfg.min_gain,
-                           "cache": cfg.cache, "grid": GRID} if want else None)
+                           "cache": cfg.cache, "min_inside": cfg.min_inside, "grid": GRID} if want else None)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tracenet.tap import TapCandidate, TapCore, TapOutputs
-from tracenet.tap.zoom import GRID, ZoomConfig, enlarge_crop, zoom_window
+from tracenet.tap.zoom import GRID, ZoomConfig, enlarge_crop, share_inside, zoom_window
 
 
 def test_zoom_window_by_hand() -> None:
@@ -46,7 +46,8 @@ def test_zoom_window_keeps_the_box_inside_with_its_margin() -> None:
 
 
 def test_zoom_config_rejects_nonsense() -> None:
-    for bad in (dict(expand=0.5), dict(min_side=2), dict(min_gain=1.0), dict(cache=0)):
+    for bad in (dict(expand=0.5), dict(min_side=2), dict(min_gain=1.0), dict(cache=0), dict(min_inside=1.5),
+                dict(min_inside=-0.1)):
         with pytest.raises(ValueError, match="zoom"):
             ZoomConfig(**bad)
 
@@ -126,3 +127,46 @@ def test_zoom_pass_leaves_large_objects_and_can_be_paused() -> None:
     with zoomer.refinement("none", zoom=False):
         assert "zoom_window" not in zoomer.predict((310, 210)).extras
     assert zoomer.zoom and "zoom_window" in zoomer.predict((310, 210)).extras
+
+
+def test_share_inside_by_hand() -> None:
+    first = np.zeros((4, 5), bool)
+    first[1:3, 1:4] = True  # 6 pixels
+    zoomed = np.zeros((4, 5), bool)
+    zoomed[2, 2:5] = True  # 3 pixels, 2 of them in the first mask
+    zoomed[3, 0] = True
+    assert share_inside(zoomed, first) == 0.5 and share_inside(first, first) == 1.0
+    assert share_inside(np.zeros_like(first), first) == 0.0
+
+
+class _GreedyCropEngine(_BlurryEngine):
+    """The photo as :class:`_BlurryEngine` sees it; on a zoomed crop it answers with everything from the tap's
+    cell to the crop's right edge (a neighbour that covers the tap but lies mostly outside the first answer)."""
+
+    def _compute_tap(self, rows_cols):
+        if self.zoom:  # the photo's own predictor; its crops are copies with zoom off
+            return super()._compute_tap(rows_cols)
+        row, col = rows_cols[0]
+        probs = np.zeros_like(self.probs)
+        probs[:, col * 8:] = 1.0
+        h, w = probs.shape
+        cand = TapCandidate(score=0.9, class_id=0, level=3, box=(col * 8.0, 0.0, float(w), float(h)))
+        return TapOutputs(candidates=[cand], order=[0], mask_probs=lambda k: (probs, 0), best_score=0.9)
+
+
+def test_a_zoomed_answer_mostly_outside_the_first_is_not_taken() -> None:
+    photo = np.zeros((480, 640, 3), np.uint8)
+    photo[200:232, 300:340] = 255
+    plain = _BlurryEngine(max_side=160)
+    plain.set_image(photo)
+    one = plain.predict((310, 210))
+    strict = _GreedyCropEngine(max_side=160, zoom=True)  # min_inside 0.5, the default
+    strict.set_image(photo)
+    kept = strict.predict((310, 210))
+    assert strict.images == [(120, 160), (160, 160)]  # the crop was segmented ...
+    assert "zoom_window" not in kept.extras and np.array_equal(kept.mask, one.mask)  # ... and its answer refused
+    loose = _GreedyCropEngine(max_side=160, zoom=True, zoom_cfg=ZoomConfig(min_inside=0.0))
+    loose.set_image(photo)
+    taken = loose.predict((310, 210))
+    assert taken.extras["zoom_window"] == (272, 160, 368, 256)
+    assert share_inside(taken.mask, one.mask) < 0.5 and taken.mask[160:256, 360:368].all() and taken.mask[210, 310]

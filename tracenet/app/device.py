@@ -22,6 +22,7 @@ Headers the page needs (:class:`IsolationHeaders` sets them on every response):
 from __future__ import annotations
 
 import mimetypes
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,10 @@ class IsolationHeaders:
 
 
 def zoom_settings(cfg: ZoomConfig | None = None) -> dict[str, Any]:
-    """The zoom-in pass's settings as the page's zoom.js reads them: ``expand``, ``min_side``, ``min_gain``,
-    ``cache`` (:class:`~tracenet.tap.zoom.ZoomConfig`, default settings when ``cfg`` is None) and ``grid``
+    """The zoom-in pass's settings as the page's zoom.js reads them: the fields of
+    :class:`~tracenet.tap.zoom.ZoomConfig` (default settings when ``cfg`` is None) and ``grid``
     (:data:`~tracenet.tap.zoom.GRID`)."""
-    cfg = cfg or ZoomConfig()
-    return {"expand": cfg.expand, "min_side": cfg.min_side, "min_gain": cfg.min_gain, "cache": cfg.cache, "grid": GRID}
+    return {**asdict(cfg or ZoomConfig()), "grid": GRID}
 
 
 def add_device_routes(app: FastAPI, folder: Path | None, *, zoom: bool = False) -> None:

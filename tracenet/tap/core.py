@@ -34,7 +34,7 @@ import numpy as np
 from tracenet.io import fit_long_side, load_image
 from tracenet.tap.geometry import STRIDES, align_tap
 from tracenet.tap.masks import resize_bilinear
-from tracenet.tap.zoom import ZoomConfig, enlarge_crop, zoom_window
+from tracenet.tap.zoom import ZoomConfig, enlarge_crop, share_inside, zoom_window
 
 MIN_MAX_SIDE = 32  # the smallest network input side a predictor accepts (P7 needs a few pixels to exist)
 
@@ -308,7 +308,8 @@ class TapCore:
     def _zoom_answer(self, first: TapResult, options: dict[str, Any]) -> tuple[TapResult, Any, float] | None:
         """The answer of the zoom-in pass (:mod:`tracenet.tap.zoom`) after the first answer ``first``, or None
         (the first answer stands) when the object is too large to gain from it, or the crop's answer is nothing,
-        does not reach the tap's P3 cell (with ``require_tap_inside``). The crop is tapped at the centre of the
+        does not reach the tap's P3 cell (with ``require_tap_inside``) or lies mostly outside the first answer's
+        mask (``zoom_cfg.min_inside``). The crop is tapped at the centre of the
         tap's P3 cell (measured on coco-mini val: better than the first mask's pixel nearest it), so every tap of
         one :meth:`tap_key` zooms alike."""
         window = zoom_window(first.box, self.image_hw, self.max_side, self._scale, self.zoom_cfg)
@@ -329,6 +330,8 @@ class TapCore:
         mask = photo_probs > 0.5
         if self.require_tap_inside and not mask[self._cell_pixels((row, col))].any():
             return None
+        if share_inside(mask, first.mask) < self.zoom_cfg.min_inside:
+            return None  # mostly outside the first answer: the neighbour, not a closer look at the same object
         bx0, by0, bx1, by1 = result.box
         result.box = (x0 + bx0 / fx, y0 + by0 / fy, x0 + bx1 / fx, y0 + by1 / fy)
         result.mask = mask

@@ -6,8 +6,9 @@ answer's box (``expand`` times its longer side, at least ``min_side`` photo pixe
 photo); when that crop would reach the network at least ``min_gain`` times larger than the photo did, the crop is
 resized to the network's size and tapped again (RITM's and FocalClick's "zoom-in", here from the first click) at
 the centre of the tap's stride-8 cell (so taps of one cell zoom alike). The second answer replaces the first
-inside the crop (outside it the mask is empty) if it still covers the tap's cell; otherwise the first answer
-stands. Windows snap to a 16-pixel grid, so taps
+inside the crop (outside it the mask is empty) if it still covers the tap's cell and at least ``min_inside`` of its
+pixels lie in the first answer's mask (a crop tapped near an object's edge otherwise answers with the neighbour);
+otherwise the first answer stands. Windows snap to a 16-pixel grid, so taps
 on one object mostly share a crop and its network state (:class:`ZoomConfig` ``cache``).
 
 Coordinates: boxes and windows are ``(x0, y0, x1, y1)`` in photo pixels, ``x1`` / ``y1`` exclusive for windows.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-__all__ = ["DEFAULT_ZOOM", "GRID", "ZoomConfig", "enlarge_crop", "zoom_window"]
+__all__ = ["DEFAULT_ZOOM", "GRID", "ZoomConfig", "enlarge_crop", "share_inside", "zoom_window"]
 
 GRID = 16  # zoom windows snap to this many photo pixels
 DEFAULT_ZOOM = True  # tracenet.load()'s setting (the predictor classes, evaluation and benchmarks default to off)
@@ -35,13 +36,16 @@ class ZoomConfig:
     ``expand``: crop side = ``expand`` x the first answer's longer box side. ``min_side``: the smallest crop
     side in photo pixels (caps the enlargement for tiny boxes). ``min_gain``: zoom only if the crop reaches the
     network at least this many times larger than the whole photo did (``max_side / crop side / photo scale``).
-    ``cache``: zoomed crops whose network state is kept for further taps on the same photo.
+    ``cache``: zoomed crops whose network state is kept for further taps on the same photo. ``min_inside``: the
+    share of the zoomed mask's pixels that must lie in the first answer's mask for it to replace the first answer
+    (0 accepts every zoomed answer that covers the tap's cell).
     """
 
     expand: float = 1.25
     min_side: int = 48
     min_gain: float = 1.75
     cache: int = 4
+    min_inside: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.expand >= 1.0:
@@ -52,6 +56,8 @@ class ZoomConfig:
             raise ValueError(f"zoom min_gain must be > 1, got {self.min_gain!r}")
         if not self.cache >= 1:
             raise ValueError(f"zoom cache must be >= 1, got {self.cache!r}")
+        if not 0.0 <= self.min_inside <= 1.0:
+            raise ValueError(f"zoom min_inside must be in [0, 1], got {self.min_inside!r}")
 
 
 def zoom_window(box: tuple[float, float, float, float], image_hw: tuple[int, int], max_side: int, scale: float,
@@ -86,3 +92,10 @@ def enlarge_crop(image: np.ndarray, window: tuple[int, int, int, int], max_side:
     return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize(size, Image.Resampling.BILINEAR))
 
 
+
+
+def share_inside(zoomed: np.ndarray, first: np.ndarray) -> float:
+    """The share of the ``zoomed`` mask's pixels that lie in the ``first`` mask (both ``H x W`` bool, photo size);
+    0 for an empty ``zoomed`` mask."""
+    area = int(np.count_nonzero(zoomed))
+    return int(np.count_nonzero(zoomed & first)) / area if area else 0.0

@@ -80,7 +80,7 @@ async function zoomIn(first, cells) {
   const out = await decode(crop.feats, innerCells, crop.height, crop.width);
   const zoomed = zoomedChoice(out, { selection: c.selection.default, minScore: c.selection.min_score,
     requireTapInside: true, innerH: crop.height, innerW: crop.width, innerCell: innerCells[0], window, photoH,
-    photoW, scale, p3Cell: cells[0] });
+    photoW, scale, p3Cell: cells[0], firstMask: first.mask, minInside: c.zoom.min_inside });
   return zoomed && { ...zoomed, window };
 }
 

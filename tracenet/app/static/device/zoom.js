@@ -1,9 +1,10 @@
 // The zoom-in second pass of the on-device mode, as tracenet.tap.zoom and TapCore._zoom_answer do it in Python:
 // after the first answer, a square crop around its box, enlarged to the network's size with Pillow's BILINEAR
 // resize, is encoded and tapped again at the centre of the tap's P3 cell; the crop's answer replaces the first
-// inside the crop (empty outside it) when it still covers the tap's cell, else the first answer stands.
+// inside the crop (empty outside it) when it still covers the tap's cell and at least min_inside of its pixels lie
+// in the first answer's mask, else the first answer stands.
 // Settings come from model.json's "zoom" (the app adds them when its server zooms): {expand, min_side, min_gain,
-// cache, grid}. Pure functions on typed arrays: they run in the page's worker and under Node
+// cache, min_inside, grid}. Pure functions on typed arrays: they run in the page's worker and under Node
 // (tests/app/test_device_js.py). Windows and boxes are [x0, y0, x1, y1] in photo pixels (window ends exclusive).
 
 import { chooseMask, cellPixels, photoMask, upsampleMaskProbs } from "./masks.js";
@@ -48,10 +49,11 @@ export function zoomTapPoint(p3Cell, scale, window, innerW, innerH, stride = 8) 
 }
 
 /** The zoomed answer from the decoder's outputs on the enlarged crop (``out``, tapped at ``innerCell``, the crop's
- * P3 cell of zoomTapPoint), or null when the first answer stands. Returns {found, k, mask (Uint8Array [photoH,
- * photoW], empty outside the window), score, box (photo pixels), level, reason}. */
+ * P3 cell of zoomTapPoint), or null when the first answer (its mask ``firstMask``, Uint8Array [photoH, photoW])
+ * stands. Returns {found, k, mask (Uint8Array [photoH, photoW], empty outside the window), score, box (photo
+ * pixels), level, reason}. */
 export function zoomedChoice(out, { selection, minScore, requireTapInside, innerH, innerW, innerCell, window, photoH,
-  photoW, scale, p3Cell }) {
+  photoW, scale, p3Cell, firstMask, minInside }) {
   const inner = chooseMask(out, { selection, minScore, requireTapInside, netH: innerH, netW: innerW, photoH: innerH,
     photoW: innerW, scale: 1.0, p3Cell: innerCell });
   if (!inner.found) return null;
@@ -66,7 +68,15 @@ export function zoomedChoice(out, { selection, minScore, requireTapInside, inner
     for (let y = cy0; y < cy1 && !covers; y++) for (let x = cx0; x < cx1; x++) if (mask[y * photoW + x]) { covers = true; break; }
     if (!covers) return null;
   }
+  if (shareInside(mask, firstMask) < minInside) return null;  // the neighbour, not a closer look at the object
   const [bx0, by0, bx1, by1] = inner.box;
   return { found: true, k: inner.k, mask, score: inner.score, level: inner.level, reason: "",
     box: [x0 + bx0 / fx, y0 + by0 / fy, x0 + bx1 / fx, y0 + by1 / fy] };
+}
+
+/** tracenet.tap.zoom.share_inside: the share of the ``zoomed`` mask's pixels that are set in ``first`` (0 if empty). */
+export function shareInside(zoomed, first) {
+  let area = 0, both = 0;
+  for (let i = 0; i < zoomed.length; i++) if (zoomed[i]) { area++; if (first[i]) both++; }
+  return area ? both / area : 0;
 }
