@@ -114,7 +114,8 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, capsys):
     zoomed_method.zoom_cfg = ZoomConfig()
     zoomed = evaluate(zoomed_method, bench, EvalConfig(progress=False, shard=(2, 3), **cfg))
     assert zoomed.metrics["zoom"] is True and "zoom" not in other_seed.metrics
-    assert zoomed.metrics["zoom_cfg"] == {"expand": 1.25, "min_side": 48, "min_gain": 1.75, "cache": 4}
+    assert zoomed.metrics["zoom_cfg"] == {"expand": 1.25, "min_side": 48, "min_gain": 1.75, "cache": 4,
+                                          "min_inside": 0.5}
     s3z = write_outputs(zoomed, tmp_path / "s3z", plots=False).parent
     z1, z2 = (write_outputs(evaluate(zoomed_method, bench, EvalConfig(progress=False, shard=(i, 3), **cfg)),
                             tmp_path / f"z{i}", plots=False).parent for i in (0, 1))
@@ -140,5 +141,7 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, capsys):
         assert not out.exists()
     assert merge_main([str(z1), str(z2), str(s3z), "--out", str(tmp_path / "zm")]) == 0
     assert json.loads((tmp_path / "zm" / "metrics.json").read_text())["zoom_cfg"] == zoomed.metrics["zoom_cfg"]
+    assert "zoom-in pass for small objects: expand 1.25, min_side 48, min_gain 1.75, cache 4, min_inside 0.5" in (
+        tmp_path / "zm" / "report.md").read_text()
     assert merge_main([str(s1), str(s2), str(s3), "--out", str(s1)]) == 2
     assert "is one of the shard folders" in capsys.readouterr().err

@@ -85,7 +85,8 @@ def render_report(
     if m.get("refine") and m["refine"] != "none":
         selection += f" (boundary refinement: {m['refine']})"
     if m.get("zoom"):
-        selection += " (zoom-in pass for small objects)"
+        settings = ", ".join(f"{k} {v}" for k, v in m.get("zoom_cfg", {}).items())
+        selection += f" (zoom-in pass for small objects{': ' + settings if settings else ''})"
     lines = [f"# Tap evaluation: {m['method']}{selection}", ""]
     shard = m.get("shard")
     if shard:
