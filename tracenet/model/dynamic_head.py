@@ -105,12 +105,10 @@ def dynamic_mask_logits(
     # as grouped convolutions (up to float32 summation order) at a third of their time on CPU, where a grouped
     # 1x1 convolution of a channels-last map is slow (0.8 vs 0.3 ms for one tap's 96x128 map, 2 threads)
     x = torch.cat([mask_feats[image_index.long()], rel], dim=1).reshape(n, LAYER_SHAPES[0][0], rows * cols)
-    chunks = torch.split(params.to(mask_feats.dtype), list(WEIGHT_COUNTS) + list(BIAS_COUNTS), dim=1)
+    weights, biases = split_dynamic_params(params.to(mask_feats.dtype))
     last = len(LAYER_SHAPES) - 1
     for i, (in_ch, out_ch) in enumerate(LAYER_SHAPES):
-        weight = chunks[i].reshape(n, out_ch, in_ch)  # row-major [out, in], as split_dynamic_params lays it out
-        bias = chunks[len(LAYER_SHAPES) + i].reshape(n, out_ch, 1)
-        x = torch.baddbmm(bias, weight, x)
+        x = torch.baddbmm(biases[i].reshape(n, out_ch, 1), weights[i].reshape(n, out_ch, in_ch), x)
         if i < last:
             x = F.relu(x)
     return x.reshape(n, rows, cols)

@@ -71,6 +71,12 @@ export function cellPixels(row, col, scale, photoH, photoW, stride = 8) {
   return [Math.max(0, y0), Math.max(1, Math.min(photoH, y1)), Math.max(0, x0), Math.max(1, Math.min(photoW, x1))];
 }
 
+/** Whether ``mask`` (Uint8Array [H, photoW]) has a pixel in the rectangle ``[y0, y1, x0, x1]`` of cellPixels. */
+export function coversCell(mask, photoW, [y0, y1, x0, x1]) {
+  for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) if (mask[y * photoW + x]) return true;
+  return false;
+}
+
 /** The candidates in the order the contract prescribes: "ranker" or "paper"; those under minScore left out. */
 export function candidateOrder(out, selection, minScore) {
   const n = out.scores.length;
@@ -99,9 +105,7 @@ export function chooseMask(out, { selection, minScore, requireTapInside, netH, n
   for (const k of order) {
     const logits = out.mask_logits.subarray(k * cellsPerMask, (k + 1) * cellsPerMask);
     const mask = photoMask(upsampleMaskProbs(logits, netH, netW), netH, netW, photoH, photoW);
-    let covers = !requireTapInside;
-    for (let y = y0; y < y1 && !covers; y++) for (let x = x0; x < x1; x++) if (mask[y * photoW + x]) { covers = true; break; }
-    if (covers) return { found: true, k, mask, score: out.scores[k], box: photoBox(out.boxes, k, scale, photoH, photoW),
+    if (!requireTapInside || coversCell(mask, photoW, [y0, y1, x0, x1])) return { found: true, k, mask, score: out.scores[k], box: photoBox(out.boxes, k, scale, photoH, photoW),
       level: Number(out.levels[k]), reason: "" };
   }
   return { found: false, mask: empty(), score: out.scores[order[0]], box: photoBox(out.boxes, order[0], scale, photoH, photoW),

@@ -7,7 +7,7 @@
 // cache, min_inside, grid}. Pure functions on typed arrays: they run in the page's worker and under Node
 // (tests/app/test_device_js.py). Windows and boxes are [x0, y0, x1, y1] in photo pixels (window ends exclusive).
 
-import { chooseMask, cellPixels, photoMask, upsampleMaskProbs } from "./masks.js";
+import { cellPixels, chooseMask, coversCell, photoMask, upsampleMaskProbs } from "./masks.js";
 import { resample, roundHalfEven } from "./pixels.js";
 
 /** tracenet.tap.zoom.zoom_window: the crop to segment again for an answer with ``box`` on a photoW x photoH photo
@@ -62,12 +62,7 @@ export function zoomedChoice(out, { selection, minScore, requireTapInside, inner
   const probs = upsampleMaskProbs(out.mask_logits.subarray(inner.k * cells, (inner.k + 1) * cells), innerH, innerW);
   const crop = photoMask(probs, innerH, innerW, ch, cw), mask = new Uint8Array(photoH * photoW);
   for (let y = 0; y < ch; y++) mask.set(crop.subarray(y * cw, (y + 1) * cw), (y0 + y) * photoW + x0);
-  if (requireTapInside) {
-    const [cy0, cy1, cx0, cx1] = cellPixels(p3Cell[0], p3Cell[1], scale, photoH, photoW);
-    let covers = false;
-    for (let y = cy0; y < cy1 && !covers; y++) for (let x = cx0; x < cx1; x++) if (mask[y * photoW + x]) { covers = true; break; }
-    if (!covers) return null;
-  }
+  if (requireTapInside && !coversCell(mask, photoW, cellPixels(p3Cell[0], p3Cell[1], scale, photoH, photoW))) return null;
   if (shareInside(mask, firstMask) < minInside) return null;  // the neighbour, not a closer look at the object
   const [bx0, by0, bx1, by1] = inner.box;
   return { found: true, k: inner.k, mask, score: inner.score, level: inner.level, reason: "",
