@@ -5,7 +5,7 @@ Examples::
     python -m tracenet.train --preset cpu --data ../shared/data/coco-mini --out runs/lite0-cpu
     python -m tracenet.train --preset cpu --data-preset coco-mini+single --out runs/lite0-single  # + coco-single
     python -m tracenet.train --preset cpu --data-preset coco-mini+single --device cuda --batch 32 --out runs/gpu
-    python -m tracenet.train --resume runs/lite0-cpu --preset cpu --data ../shared/data/coco-mini --out runs/lite0-cpu
+    python -m tracenet.train --resume runs/lite0-cpu   # the run's own arguments, from its train_args.json
     torchrun --nproc_per_node 8 -m tracenet.train --preset paper \\
         --ann coco/annotations/instances_train2017.json --images coco/train2017 --out runs/r50-coco
 """
@@ -13,10 +13,12 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from tracenet.data.sources import (
     DATA_PRESETS,
@@ -27,13 +29,29 @@ from tracenet.data.sources import (
 )
 from tracenet.train.config import TRAIN_PRESETS, train_preset
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "ARGS_FILE", "RECORDED_ARGS"]
+
+log = logging.getLogger(__name__)
+
+ARGS_FILE = "train_args.json"
+"""File in a run folder with the command-line arguments that define the run, so ``--resume RUN`` alone continues
+it."""
+
+RECORDED_ARGS = (
+    "preset", "data", "ann", "images", "partial", "data_preset", "data_root", "lvis", "coco", "iters", "batch", "lr",
+    "model", "backbone_weights", "canvas", "copy_paste", "seed", "num_workers", "checkpoint_every", "class_agnostic",
+    "fp16", "amp",
+)
+"""Arguments written to :data:`ARGS_FILE` (the run's recipe). Not recorded: where and how it runs (``--device``,
+``--threads``, ``--stop-at``, ``--eval-every``, ``--no-progress``)."""
+
+_PATH_ARGS = {"data", "ann", "images", "data_root"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the training options to ``parser``."""
     parser.add_argument(
-        "--preset", default="cpu", choices=sorted(TRAIN_PRESETS), help="training preset (default: cpu)"
+        "--preset", choices=sorted(TRAIN_PRESETS), help="training preset (default: cpu, or the resumed run's)"
     )
     parser.add_argument(
         "--data", type=Path, help="folder with train.json and images/ (or give --ann and --images)"
@@ -56,16 +74,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(+ coco-single as partial annotations); replaces --data",
     )
     parser.add_argument(
-        "--data-root", type=Path, default=Path("../shared/data"), help="root of --data-preset (../shared/data)"
+        "--data-root", type=Path, help="root of --data-preset (default: ../shared/data)"
     )
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--lvis", action="store_true", help="the JSON is LVIS (default: auto-detect)")
     fmt.add_argument("--coco", action="store_true", help="the JSON is COCO (default: auto-detect)")
     parser.add_argument(
-        "--out", type=Path, required=True, help="run folder (checkpoints, metrics, final model)"
+        "--out",
+        type=Path,
+        help="run folder (checkpoints, metrics, final model, train_args.json); default with --resume: the resumed run",
     )
     parser.add_argument(
-        "--resume", type=Path, help="continue exactly from a checkpoint folder or a run folder"
+        "--resume",
+        type=Path,
+        help="continue exactly from a checkpoint folder or a run folder; arguments not given are taken from the "
+        "run's train_args.json",
     )
     parser.add_argument(
         "--iters", type=int, help="override the number of iterations (LR steps and warmup scale with it)"
@@ -117,6 +140,80 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL.safetensors",
         help="do not train: export the newest checkpoint of --resume (or --out) as a plain model file and exit",
     )
+
+
+def _run_folder(resume: Path) -> Path | None:
+    """The run folder of ``--resume`` (a run folder, or a checkpoint folder ``RUN/checkpoints/step_N``) that holds
+    :data:`ARGS_FILE`, or ``None``."""
+    for folder in (resume, resume.parent.parent):
+        if (folder / ARGS_FILE).is_file():
+            return folder
+    return None
+
+
+def _is_unset(args: argparse.Namespace, name: str) -> bool:
+    """Whether ``name`` was left at its parser default (``--per-category`` sets ``class_agnostic`` to False)."""
+    value = getattr(args, name)
+    if name == "class_agnostic":
+        return value is None
+    return value is None or value is False or value == []
+
+
+def complete_from_run(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the arguments not given on the command line from the resumed run's :data:`ARGS_FILE` (given ones win),
+    default ``--out`` to the resumed run, then apply the defaults. Raises ``ValueError`` when there is no run folder
+    to write to, or the file is not an arguments file."""
+    run_dir = _run_folder(args.resume) if args.resume is not None else None
+    if run_dir is not None:
+        try:
+            recorded = json.loads((run_dir / ARGS_FILE).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{run_dir / ARGS_FILE}: not a readable arguments file ({err})") from err
+        if not isinstance(recorded, dict):
+            raise ValueError(f"{run_dir / ARGS_FILE}: not a readable arguments file (not a JSON object)")
+        taken = []
+        for name in RECORDED_ARGS:
+            if name in recorded and recorded[name] is not None and _is_unset(args, name):
+                value: Any = recorded[name]
+                if name in _PATH_ARGS:
+                    value = Path(value)
+                elif name == "partial":
+                    value = [Path(v) for v in value]
+                setattr(args, name, value)
+                taken.append(name)
+        if taken:
+            log.info("--resume %s: took %s from %s", args.resume, ", ".join(taken), run_dir / ARGS_FILE)
+        if args.out is None:
+            args.out = run_dir
+    if args.out is None:
+        if args.resume is not None:
+            raise ValueError(f"--resume {args.resume}: no {ARGS_FILE} there (a run from before it was recorded); "
+                             "give --out and the run's original arguments")
+        raise ValueError("give --out (the run folder)")
+    if args.preset is None:
+        args.preset = "cpu"
+    if args.data_root is None:
+        args.data_root = Path("../shared/data")
+    return args
+
+
+def write_run_args(args: argparse.Namespace) -> Path:
+    """Write the run's recipe (:data:`RECORDED_ARGS`) to ``args.out / train_args.json``; returns its path."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {}
+    for name in RECORDED_ARGS:
+        value = getattr(args, name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif name == "partial":
+            value = [str(v) for v in value]
+        record[name] = value
+    path = out / ARGS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def _sources(args: argparse.Namespace) -> list[DataSource]:
@@ -177,9 +274,12 @@ def run(args: argparse.Namespace) -> int:
     if args.export is not None:
         from tracenet.train.export import export_model
 
+        if args.resume is None and args.out is None:
+            raise ValueError("--export needs --resume or --out (the run to export)")
         path = export_model(args.resume or args.out, args.export, fp16=args.fp16)
         print(f"tracenet train: exported {path}")
         return 0
+    args = complete_from_run(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {
@@ -213,6 +313,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.lr = args.lr
     sources = _sources(args)
     data_format = "lvis" if args.lvis else "coco" if args.coco else "auto"
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_run_args(args)
     try:
         result = train(
             cfg,
