@@ -37,8 +37,10 @@ def _timed(fn) -> float:
 
 
 def measure(width: int, height: int, max_side: int, repeats: int, n_taps: int, threads: int) -> dict[str, float]:
-    torch_seg = tracenet.load(max_side=max_side, zoom=False)
-    onnx_seg = tracenet.load(engine="onnx", max_side=max_side, threads=threads, zoom=False)
+    # the engines alone: no zoom pass and no boundary refinement (tracenet.load()'s defaults since sessions 9 and
+    # 16), which add the same work to every engine and would hide the difference this benchmark is for
+    torch_seg = tracenet.load(max_side=max_side, zoom=False, refine="none")
+    onnx_seg = tracenet.load(engine="onnx", max_side=max_side, threads=threads, zoom=False, refine="none")
     taps = taps_for(width, height, n_taps + 1)
     times: dict[str, list[float]] = {k: [] for k in (
         "fullnet_first", "traced_first", "onnx_first", "onnx_encoder", "onnx_decoder", "onnx_repeat",

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
 from torch.fx.node import map_aggregate
 
 from tracenet.rft.capture import is_inplace
@@ -15,7 +17,7 @@ from tracenet.rft.context import Computed
 from tracenet.rft.errors import describe
 from tracenet.rft.plan import Layout, Plan, Step
 from tracenet.rft.regions import Rect
-from tracenet.rft.rules import WholeRule, call_original
+from tracenet.rft.rules import IdentityRule, WholeRule, call_original
 from tracenet.rft.segment import segment_for
 from tracenet.rft.sliding import ConvRule
 
@@ -93,26 +95,102 @@ def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, C
     env.seconds["whole_map"] = time.perf_counter() - start
     start = time.perf_counter()
     cropped = [s for s in plan.steps if s.kind != "cached" and not (seg is not None and s.node in seg.nodes)]
+    relu_of, applied = relu_epilogues(layout, cropped, plan) if FUSE else ({}, set())
     for group in cropped_order(layout, cropped):
+        if group[0].node in applied:
+            continue  # a ReLU (or the Identity before it) already applied by the convolution it follows
+        epilogue = torch.relu_ if group[0].node in relu_of else None
         if len(group) == 1:
             step = group[0]
             try:
-                values = [step.rule.run(layout.op(step.node), env, step.rect)]
+                op = layout.op(step.node)
+                values = [step.rule.run(op, env, step.rect) if epilogue is None
+                          else step.rule.run(op, env, step.rect, epilogue=epilogue)]
             except Exception as exc:
                 raise RuntimeError(f"cropped execution failed at {describe(step.node)} for window {step.rect}: "
                                    f"{exc}") from exc
         else:
             try:
-                values = group[0].rule.run_batch([layout.op(s.node) for s in group], env, [s.rect for s in group])
+                ops, rects = [layout.op(s.node) for s in group], [s.rect for s in group]
+                values = (group[0].rule.run_batch(ops, env, rects) if epilogue is None
+                          else group[0].rule.run_batch(ops, env, rects, epilogue=epilogue))
             except Exception as exc:
                 names = ", ".join(describe(s.node) for s in group)
                 raise RuntimeError(f"cropped execution failed at {names} (run as one batch): {exc}") from exc
         for step, value in zip(group, values):
             rect = layout.full_rect(step.node) if isinstance(step.rule, WholeRule) else step.rect
             _check_window(step.node, value, rect)
-            env.values[step.node] = Computed(value, rect)
+            # with an epilogue the value is the ReLU's: only the ReLU node gets it (the convolution's own value,
+            # and the Identity's, were read by nothing else, see relu_epilogues)
+            env.values[relu_of[step.node] if epilogue is not None else step.node] = Computed(value, rect)
     env.seconds["cropped"] = time.perf_counter() - start
     return env
+
+
+FUSE = True
+"""Whether a cropped convolution whose only reader is a ReLU (directly or through the ``nn.Identity`` BatchNorm
+folding leaves) applies the ReLU to its own fresh output, in place, instead of running the ReLU as a step of its
+own (benchmarks and tests switch it off to compare)."""
+
+_RELU_FUNCTIONS = (torch.relu, torch.relu_, F.relu)
+_RELU_METHODS = ("relu", "relu_")
+
+
+def _is_relu(layout: Layout, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return type(layout.cap.modules[str(node.target)]) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in _RELU_FUNCTIONS
+    return node.op == "call_method" and node.target in _RELU_METHODS
+
+
+def relu_epilogues(layout: Layout, steps: list[Step], plan: Plan) -> tuple[dict[fx.Node, fx.Node], set[fx.Node]]:
+    """The ReLUs among the cropped ``steps`` that their convolution can apply: each convolution step (a
+    :class:`~tracenet.rft.sliding.ConvRule`) whose only reader is a ReLU step on the same window, or an
+    ``nn.Identity`` step whose only reader is, with neither the convolution nor the Identity a requested output.
+
+    Returns ``({convolution: its ReLU}, {the Identity and ReLU nodes so applied})``: the convolution runs with the
+    ReLU applied in place to its fresh output and its value is stored as the ReLU's; the Identity and the ReLU steps
+    are skipped (the convolution's and the Identity's own values are read by nothing else). A convolution of a
+    batched group (see :func:`cropped_order`) runs with the epilogue only if every convolution step calling its
+    module qualifies, so a group never splits. ReLU(x) is exact, so the values are the unfused run's, bit for bit."""
+    relu_of: dict[fx.Node, fx.Node] = {}
+    applied: set[fx.Node] = set()
+    if not steps:
+        return relu_of, applied
+    rects = {s.node: s.rect for s in steps}
+    users = layout.cap.users
+    outputs = set(plan.outputs.values())
+    chains: dict[fx.Node, list[fx.Node]] = {}
+    for s in steps:
+        if not isinstance(s.rule, ConvRule) or s.node in outputs:
+            continue
+        between: list[fx.Node] = []
+        node = s.node
+        while True:
+            readers = users[node]
+            if len(readers) != 1 or rects.get(readers[0], False) != s.rect:
+                break
+            nxt = readers[0]
+            if _is_relu(layout, nxt):
+                chains[s.node] = [*between, nxt]
+                break
+            if between or nxt in outputs or not isinstance(layout.rule(nxt), IdentityRule):
+                break
+            between.append(nxt)
+            node = nxt
+    if not chains:
+        return relu_of, applied
+    calls: dict[Any, list[fx.Node]] = {}  # convolution modules -> their cropped steps
+    for s in steps:
+        if isinstance(s.rule, ConvRule) and s.node.op == "call_module":
+            calls.setdefault(s.node.target, []).append(s.node)
+    for conv, chain in chains.items():
+        if conv.op == "call_module" and not all(n in chains for n in calls[conv.target]):
+            continue
+        relu_of[conv] = chain[-1]
+        applied.update(chain)
+    return relu_of, applied
 
 
 BATCH = True

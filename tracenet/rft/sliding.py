@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -98,15 +99,22 @@ class ConvRule(SlidingWindowRule):
             pad = _pair(padding)
         return p["input"], kernel, stride, pad, dilation
 
-    def run(self, op: OpContext, env: Env, out: Rect) -> torch.Tensor:
+    def run(self, op: OpContext, env: Env, out: Rect, epilogue: Callable[[torch.Tensor], Any] | None = None
+            ) -> torch.Tensor:
+        """The convolution on window ``out``; ``epilogue`` (e.g. ``torch.relu_``) is applied in place to the fresh
+        result."""
         prepared = self._prepare(op, env, out)
-        return prepared if isinstance(prepared, torch.Tensor) else self._convolve(op, prepared)
+        y = prepared if isinstance(prepared, torch.Tensor) else self._convolve(op, prepared)
+        if epilogue is not None:
+            epilogue(y)
+        return y
 
-    def run_batch(self, ops: list[OpContext], env: Env, outs: list[Rect]) -> list[torch.Tensor]:
+    def run_batch(self, ops: list[OpContext], env: Env, outs: list[Rect],
+                  epilogue: Callable[[torch.Tensor], Any] | None = None) -> list[torch.Tensor]:
         """:meth:`run` for several nodes calling one convolution module (a head shared by pyramid levels): crops
         of one shape go through the kernel as one batch, ``[k, C, h, w]``, and each node gets its sample (a
         view). Values equal the one-by-one run's up to float32 summation order (oneDNN may block a batch
-        differently)."""
+        differently). ``epilogue`` is applied in place once per kernel call."""
         results: list[torch.Tensor | None] = [None] * len(ops)
         batches: dict[tuple, list[int]] = {}
         prepared = []
@@ -119,15 +127,23 @@ class ConvRule(SlidingWindowRule):
                 x, given = prep[0], prep[2]
                 key = (tuple(x.shape), x.stride(), x.dtype, id(prep[1]), id(given), *prep[3:])
                 batches.setdefault(key, []).append(i)
+        if epilogue is not None:
+            for y in results:
+                if y is not None:  # whole-map results (fresh outputs of F.conv2d)
+                    epilogue(y)
         for members in batches.values():
             first = prepared[members[0]]
             if len(members) == 1:
-                results[members[0]] = self._convolve(ops[members[0]], first)
+                results[members[0]] = y = self._convolve(ops[members[0]], first)
+                if epilogue is not None:
+                    epilogue(y)
                 continue
             x = torch.cat([prepared[i][0] for i in members])
             if _channels_last(first[0]):
                 x = x.contiguous(memory_format=torch.channels_last)
             y = self._convolve(ops[members[0]], (x, *first[1:]))
+            if epilogue is not None:
+                epilogue(y)
             for j, i in enumerate(members):
                 results[i] = y[j:j + 1]
         return results
