@@ -18,11 +18,16 @@ EXAMPLES = DEFAULT_CHECKPOINT.parents[1] / "examples"
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="the bundled checkpoint is not here")
 
 
-def _full_size_features(cands, probs, p3_cell) -> torch.Tensor:
+NEAR = 1e-6
+"""Full-size probabilities this close to 0.5 may land on either side in the logit-based count (float32 summation
+order of the two bilinear stages, see tracenet.deploy.mask_stats): its documented tolerance."""
+
+
+def _full_size_features(cands, probs, p3_cell, threshold: float = 0.5) -> torch.Tensor:
     """The features as they were computed before: area and cover counted on each full-size mask."""
     r, c = p3_cell
     s = STRIDES[0]
-    masks = [p > 0.5 for p in probs]
+    masks = [p > threshold for p in probs]
     return candidate_features(
         scores=torch.tensor([x.score for x in cands]), cls_probs=torch.tensor([x.cls_prob for x in cands]),
         ctr_probs=torch.tensor([x.ctr_prob for x in cands]), boxes=torch.tensor([x.box for x in cands]),
@@ -43,14 +48,21 @@ def test_logit_features_equal_full_size_mask_features(photo: str, mask_region: s
     assert seg.ranker is not None
     seg.set_image(load_image(EXAMPLES / photo))
     h, w = seg.image_hw
-    checked = 0
+    checked = exact = taps = 0
     for use_rft in (True, False):
         for xy in _taps(h, w, 5):
             rows_cols = align_tap(seg._to_net(xy), seg.net_hw)
             gathered, mask_feats, _ = (seg._traced if use_rft else seg._full)(rows_cols)
             cands, mask_probs, feats, _, _ = seg.ranker_inputs(gathered, rows_cols, mask_feats, use_rft)
             probs = [mask_probs(k) for k in range(len(cands))]
-            assert torch.equal(feats, _full_size_features(cands, probs, rows_cols[0])), (photo, xy, use_rft)
+            # equal to the full-size masks' features, except where a pixel lies within NEAR of 0.5 (then between
+            # the features of the masks thresholded just above and just below 0.5; equal when there is none)
+            fewer = _full_size_features(cands, probs, rows_cols[0], 0.5 + NEAR)
+            more = _full_size_features(cands, probs, rows_cols[0], 0.5 - NEAR)
+            low, high = torch.minimum(fewer, more), torch.maximum(fewer, more)
+            assert bool(((feats >= low) & (feats <= high)).all()), (photo, xy, use_rft)
+            exact += int(torch.equal(feats, _full_size_features(cands, probs, rows_cols[0])))
+            taps += 1
             if mask_region == "image":  # the probabilities are the mask head's own, bit for bit
                 for cand, p in zip(cands, probs):
                     assert torch.equal(p, candidate_mask_probs(mask_feats, cand, seg.net_hw))
@@ -62,6 +74,7 @@ def test_logit_features_equal_full_size_mask_features(photo: str, mask_region: s
                     assert not p[~inside].any()
             checked += len(cands)
     assert checked > 80  # every tap had candidates to compare (min_score 0: all 5 levels)
+    assert exact >= taps - 2  # pixels that close to 0.5 are rare: nearly every tap's features are bit-equal
 
 
 def test_ranked_taps_upsample_only_what_the_core_asks_for() -> None:

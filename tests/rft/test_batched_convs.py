@@ -104,3 +104,38 @@ def test_bundled_model_batched_repeat_taps_equal_one_by_one() -> None:
             want = full[key][..., [p[0] for p in pts], [p[1] for p in pts]]
             torch.testing.assert_close(runs[True][key], want, atol=ATOL, rtol=RTOL)
             torch.testing.assert_close(runs[True][key], runs[False][key], atol=ATOL, rtol=RTOL)
+
+
+def test_crops_of_different_sizes_share_one_kernel_call(monkeypatch) -> None:
+    """A window clipped by its map's corner on one level and a whole window on the other go through the kernel as
+    one batch (the smaller zero-filled at the bottom / right), and each level keeps exactly its own window."""
+    from tracenet.rft import sliding
+
+    net = _net()
+    x = torch.randn(1, 3, 192, 256)  # large enough that both levels' full runs take oneDNN (one kernel to share)
+    with torch.no_grad():
+        full = net(x)
+    tracer, cache = ReceptiveFieldTracer(net), TraceCache()
+    tracer.run(x, {"p1": None, "p2": None}, cache)
+    queries = {"out0": [(0, 0)], "out1": [(10, 15)]}  # level 0's window clipped at the corner, level 1's whole
+    calls: list[tuple[str, tuple[int, ...]]] = []
+    convolve = sliding.ConvRule._convolve
+
+    def counting(self, op, prepared):
+        calls.append((str(op.node.target), tuple(prepared[0].shape)))
+        return convolve(self, op, prepared)
+
+    monkeypatch.setattr(sliding.ConvRule, "_convolve", counting)
+    got = {}
+    for pad in (True, False):
+        monkeypatch.setattr(sliding, "PAD_BATCH", pad)
+        calls.clear()
+        got[pad] = tracer.gather(x, queries, cache)
+        h1 = [shape for target, shape in calls if target == "h1"]
+        assert len(h1) == (1 if pad else 2), calls
+        if pad:
+            assert h1[0][0] == 2  # both levels in one batch
+    for key, pts in queries.items():
+        want = full[key][..., [p[0] for p in pts], [p[1] for p in pts]]
+        for pad in (True, False):
+            torch.testing.assert_close(got[pad][key], want, atol=ATOL, rtol=RTOL)

@@ -112,9 +112,11 @@ class ConvRule(SlidingWindowRule):
     def run_batch(self, ops: list[OpContext], env: Env, outs: list[Rect],
                   epilogue: Callable[[torch.Tensor], Any] | None = None) -> list[torch.Tensor]:
         """:meth:`run` for several nodes calling one convolution module (a head shared by pyramid levels): crops
-        of one shape go through the kernel as one batch, ``[k, C, h, w]``, and each node gets its sample (a
-        view). Values equal the one-by-one run's up to float32 summation order (oneDNN may block a batch
-        differently). ``epilogue`` is applied in place once per kernel call."""
+        that go through the same kernel (backend, weight, stride, ...) run as one batch ``[k, C, h, w]``, smaller
+        crops zero-filled at the bottom and right to the largest (an output position reads only inputs below and
+        right of its window's corner, so the filled rows and columns change no value that is kept), and each node
+        gets its sample's top-left window (a view). Values equal the one-by-one run's up to float32 summation
+        order (oneDNN may block a batch differently). ``epilogue`` is applied in place once per kernel call."""
         results: list[torch.Tensor | None] = [None] * len(ops)
         batches: dict[tuple, list[int]] = {}
         prepared = []
@@ -125,7 +127,8 @@ class ConvRule(SlidingWindowRule):
                 results[i] = prep
             else:
                 x, given = prep[0], prep[2]
-                key = (tuple(x.shape), x.stride(), x.dtype, id(prep[1]), id(given), *prep[3:])
+                size = x.shape[:2] if PAD_BATCH else (tuple(x.shape), x.stride())
+                key = (size, _channels_last(x), x.dtype, id(prep[1]), id(given), *prep[3:])
                 batches.setdefault(key, []).append(i)
         if epilogue is not None:
             for y in results:
@@ -138,14 +141,19 @@ class ConvRule(SlidingWindowRule):
                 if epilogue is not None:
                     epilogue(y)
                 continue
-            x = torch.cat([prepared[i][0] for i in members])
+            xs = [prepared[i][0] for i in members]
+            height, width = max(x.shape[-2] for x in xs), max(x.shape[-1] for x in xs)
+            x = torch.cat([F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2])) for x in xs])
             if _channels_last(first[0]):
                 x = x.contiguous(memory_format=torch.channels_last)
             y = self._convolve(ops[members[0]], (x, *first[1:]))
             if epilogue is not None:
                 epilogue(y)
-            for j, i in enumerate(members):
-                results[i] = y[j:j + 1]
+            weight, stride, dilation = first[1], first[4], first[5]
+            for j, (i, xi) in enumerate(zip(members, xs)):
+                rows, cols = (_out_size(xi.shape[d], weight.shape[d], stride[d - 2], dilation[d - 2])
+                              for d in (2, 3))
+                results[i] = y[j:j + 1, :, :rows, :cols]
         return results
 
     def _prepare(self, op: OpContext, env: Env, out: Rect):
@@ -232,6 +240,10 @@ class ConvRule(SlidingWindowRule):
 
 _HAS_MKLDNN = torch.backends.mkldnn.is_available()
 
+PAD_BATCH = True
+"""Whether crops of different sizes join one batch, zero-filled to the largest (benchmarks switch it off to
+compare with batches of equal crops only)."""
+
 PREPACK = True
 """Whether cropped oneDNN convolutions of channels-last crops use prepacked weights (benchmarks switch it off to
 compare)."""
@@ -298,6 +310,11 @@ def packed_weight(weight: torch.Tensor, in_shape: tuple[int, ...], stride: tuple
 
 def _channels_last(t: torch.Tensor) -> bool:
     return t.dim() == 4 and t.shape[1] > 1 and t.stride(1) == 1 and not t.is_contiguous()
+
+
+def _out_size(size: int, kernel: int, stride: int, dilation: int) -> int:
+    """Output length of an unpadded convolution along one dimension."""
+    return (size - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _value(op: OpContext, env: Env, v: Any) -> Any:
