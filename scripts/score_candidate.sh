@@ -9,22 +9,25 @@
 # STAGES (default "ranker val grabcut berkeley val-refined"): any subset, in this order, e.g. "ranker val" for a
 #      quick look (~15 min on 2 idle cores) before the long refined val run (~20 min with 2 shards).
 #   ranker        fit the tap ranker on coco-mini train (python -m tracenet.train.tap_ranker, ~8 min)
-#   val           FullNet + ranker, no refinement, exact mTA, coco-mini val (vs results/eval/fullnet-ranker-val)
-#   grabcut       TraceNet + ranker + GrabCut refinement on the GrabCut set (vs tracenet-ranker-adaptive-GrabCut)
-#   berkeley      the same on Berkeley (vs tracenet-ranker-adaptive-Berkeley)
+#   val           FullNet + ranker, no refinement, exact mTA, coco-mini val (vs results/eval/$REF_NAME-val)
+#   grabcut       TraceNet + ranker + GrabCut refinement on the GrabCut set (vs $REF_NAME-grabcut)
+#   berkeley      the same on Berkeley (vs $REF_NAME-berkeley)
 #   val-refined   the same on coco-mini val, mTA sampled every 32 px, 2 shards in parallel, merged
-#                 (vs tracenet-ranker-val-adaptive-s32)
+#                 (vs $REF_NAME-val-refined)
+# REF_NAME (default min-inside: the bundled default, long-lite0 + zoom + min_inside, scored with EVAL_ARGS=--zoom)
+# names the default's evaluations results/eval/$REF_NAME-<stage>; tracenet.eval.candidate decides against them.
 # Every stage is skipped when its metrics.json exists, so an interrupted scoring resumes where it stopped.
 # DATA (default ../shared/data) and THREADS (default 1 per process) can be set in the environment; EVAL_ARGS adds
 # arguments to every evaluation (e.g. EVAL_ARGS=--zoom scores the model with the zoom-in pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ $# -lt 2 ]; then sed -n 2,20p "$0"; exit 2; fi
+if [ $# -lt 2 ]; then sed -n 2,22p "$0"; exit 2; fi
 SRC=$1
 OUT=$2
 STAGES=${3:-"ranker val grabcut berkeley val-refined"}
 DATA=${DATA:-../shared/data}
 REF=results/eval
+REF_NAME=${REF_NAME:-min-inside}
 mkdir -p "$OUT"
 
 if [ -d "$SRC" ]; then
@@ -47,15 +50,15 @@ run_eval() {  # name, reference, eval args...
   if [ ! -f "$OUT/$name/metrics.json" ]; then
     tracenet eval --checkpoint "$MODEL" --quiet ${EVAL_ARGS:-} "$@" --out "$OUT/$name"
   fi
-  python -m tracenet.eval.compare "$REF/$ref" "$OUT/$name" --out "$OUT/compare-$name" > /dev/null
+  python -m tracenet.eval.compare "$REF/$REF_NAME-$ref" "$OUT/$name" --out "$OUT/compare-$name" > /dev/null
 }
 for stage in $STAGES; do
   case $stage in
     ranker) ;;
-    val) run_eval val fullnet-ranker-val --method fullnet "${VAL[@]}" ;;
-    grabcut) run_eval grabcut tracenet-ranker-adaptive-GrabCut --masks "$DATA/interactive/GrabCut/masks" \
+    val) run_eval val val --method fullnet "${VAL[@]}" ;;
+    grabcut) run_eval grabcut grabcut --masks "$DATA/interactive/GrabCut/masks" \
         --mta-stride 32 --refine grabcut ;;
-    berkeley) run_eval berkeley tracenet-ranker-adaptive-Berkeley --masks "$DATA/interactive/Berkeley/masks" \
+    berkeley) run_eval berkeley berkeley --masks "$DATA/interactive/Berkeley/masks" \
         --mta-stride 32 --refine grabcut ;;
     val-refined)
       if [ ! -f "$OUT/val-refined/metrics.json" ]; then
@@ -66,7 +69,7 @@ for stage in $STAGES; do
         wait
         python -m tracenet.eval.merge "$OUT/val-refined-1" "$OUT/val-refined-2" --out "$OUT/val-refined"
       fi
-      python -m tracenet.eval.compare "$REF/tracenet-ranker-val-adaptive-s32" "$OUT/val-refined" \
+      python -m tracenet.eval.compare "$REF/$REF_NAME-val-refined" "$OUT/val-refined" \
           --out "$OUT/compare-val-refined" > /dev/null ;;
     *) echo "unknown stage: $stage" >&2; exit 2 ;;
   esac

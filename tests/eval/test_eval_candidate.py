@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from tracenet.eval.candidate import STAGES, decide, decision_markdown, main
+from tracenet.tap.zoom import ZoomConfig
 
 
 def _write(folder: Path, **values: float) -> None:
@@ -63,14 +65,20 @@ def test_unscored_stages_leave_it_open(tmp_path: Path, reference: Path) -> None:
 
 def test_missing_reference_is_an_error_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "cand"), "--reference", str(tmp_path / "nowhere")]) == 2
-    assert "fullnet-ranker-val" in capsys.readouterr().err
+    assert "min-inside-val" in capsys.readouterr().err
 
 
 def test_committed_reference_evaluations_are_the_ones_named() -> None:
-    """The stages point at evaluations this repository holds (a renamed results folder would break scoring)."""
+    """The stages point at evaluations this repository holds (a renamed results folder would break scoring), made
+    as a candidate is scored (ranker, zoom pass with the shipped settings): a reference scored without the zoom
+    pass, or before its ``min_inside`` rule, would judge a candidate against a default that does not ship."""
     root = Path(__file__).resolve().parents[2] / "results" / "eval"
+    shipped_zoom = dataclasses.asdict(ZoomConfig())
     for stage in STAGES:
         metrics = json.loads((root / stage.reference / "metrics.json").read_text())
         assert metrics["n_instances"] > 0
         for key, _ in stage.metrics:
             assert 0.0 < metrics[key] < 1.0
+        assert metrics["selection"] == "ranker" and metrics["zoom"] is True, stage.reference
+        assert metrics["zoom_cfg"] == shipped_zoom, stage.reference
+        assert metrics["refine"] == ("none" if stage.folder == "val" else "grabcut"), stage.reference

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["STAGES", "Row", "decide", "decision_markdown", "main"]
+__all__ = ["DEFAULT_EVALS", "STAGES", "Row", "decide", "decision_markdown", "main"]
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,19 @@ class Stage:
     metrics: tuple[tuple[str, float | None], ...]
 
 
+DEFAULT_EVALS = "min-inside"
+"""Prefix of the bundled default's evaluations under ``results/eval`` (``min-inside-val``, ``-val-refined``,
+``-grabcut``, ``-berkeley``): long-lite0 with the zoom pass and its ``min_inside`` rule, shipped since session 17.
+A model that replaces the default brings its own four folders, and this prefix moves to them."""
+
 STAGES: tuple[Stage, ...] = (
-    Stage("val", "fullnet-ranker-val", "coco-mini val, network mask (exact mTA)",
+    Stage("val", f"{DEFAULT_EVALS}-val", "coco-mini val, network mask (exact mTA)",
           (("miou_t", None), ("mta", None), ("first_click_iou", None))),
-    Stage("val-refined", "tracenet-ranker-val-adaptive-s32", "coco-mini val, as shipped (GrabCut refinement, mTA ~)",
+    Stage("val-refined", f"{DEFAULT_EVALS}-val-refined", "coco-mini val, as shipped (GrabCut refinement, mTA ~)",
           (("miou_t", 0.28), ("mta", 0.25), ("first_click_iou", None))),
-    Stage("grabcut", "tracenet-ranker-adaptive-GrabCut", "GrabCut (50), as shipped",
+    Stage("grabcut", f"{DEFAULT_EVALS}-grabcut", "GrabCut (50), as shipped",
           (("first_click_iou", 0.78),)),
-    Stage("berkeley", "tracenet-ranker-adaptive-Berkeley", "Berkeley (100), as shipped",
+    Stage("berkeley", f"{DEFAULT_EVALS}-berkeley", "Berkeley (100), as shipped",
           (("first_click_iou", 0.75),)),
 )
 
