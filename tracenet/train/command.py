@@ -197,11 +197,9 @@ def complete_from_run(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def write_run_args(args: argparse.Namespace) -> Path:
-    """Write the run's recipe (:data:`RECORDED_ARGS`) to ``args.out / train_args.json``; returns its path."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {}
+def run_args_record(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's recipe (:data:`RECORDED_ARGS`) as JSON values, what :data:`ARGS_FILE` holds."""
+    record: dict[str, Any] = {}
     for name in RECORDED_ARGS:
         value = getattr(args, name)
         if isinstance(value, Path):
@@ -209,11 +207,7 @@ def write_run_args(args: argparse.Namespace) -> Path:
         elif name == "partial":
             value = [str(v) for v in value]
         record[name] = value
-    path = out / ARGS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return record
 
 
 def _sources(args: argparse.Namespace) -> list[DataSource]:
@@ -313,8 +307,6 @@ def run(args: argparse.Namespace) -> int:
         cfg.lr = args.lr
     sources = _sources(args)
     data_format = "lvis" if args.lvis else "coco" if args.coco else "auto"
-    if int(os.environ.get("RANK", "0")) == 0:
-        write_run_args(args)
     try:
         result = train(
             cfg,
@@ -327,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
             eval_every=args.eval_every,
             device=args.device,
             progress=not args.no_progress,
+            run_args=run_args_record(args),
         )
     except NonFiniteLossError as err:
         print(f"tracenet train: {err}", file=sys.stderr)

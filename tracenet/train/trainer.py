@@ -281,6 +281,7 @@ def train(
     eval_every: int = 0,
     device: str | None = None,
     progress: bool = True,
+    run_args: dict[str, Any] | None = None,
 ) -> Path:
     """Train (or continue) a TraceNet model.
 
@@ -296,6 +297,8 @@ def train(
         stop_at: stop (with a checkpoint) after this many completed iterations, as if interrupted.
         eval_hook / eval_every: optional evaluation callback (see :data:`EvalHook`).
         device: "cpu", "cuda" or None (auto).
+        run_args: the command-line recipe of the run, written to ``train_args.json`` beside ``train_config.json``
+            once the data is accepted (``python -m tracenet.train --resume RUN`` reads it back).
 
     Returns:
         The exported final model path, or the last checkpoint folder when stopped early by ``stop_at``.
@@ -316,6 +319,8 @@ def train(
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
+        if run_args is not None:
+            (out / "train_args.json").write_text(json.dumps(run_args, indent=2) + "\n")
     metrics_path = out / "metrics.jsonl"
     if info.is_main and metrics_path.exists():  # drop lines an interrupted run wrote after its checkpoint
         lines = [ln for ln in metrics_path.read_text().splitlines() if ln.strip()]
