@@ -83,7 +83,7 @@ def test_a_convolution_read_elsewhere_keeps_its_own_value() -> None:
 
 
 @pytest.mark.parametrize("leak", [False, True])
-def test_fused_and_unfused_runs_are_bit_identical_and_exact(leak: bool) -> None:
+def test_fused_and_unfused_runs_are_bit_identical_and_exact(leak: bool, monkeypatch) -> None:
     net, x, tracer, cache = _setup(leak)
     with torch.no_grad():
         full = net(x)
@@ -91,11 +91,8 @@ def test_fused_and_unfused_runs_are_bit_identical_and_exact(leak: bool) -> None:
         queries = {"out0": [(r, c)], "out1": [(r // 2, c // 2)]}
         runs = {}
         for fuse in (True, False):
-            execute.FUSE = fuse
-            try:
-                runs[fuse] = tracer.gather(x, queries, cache)
-            finally:
-                execute.FUSE = True
+            monkeypatch.setattr(execute, "FUSE", fuse)
+            runs[fuse] = tracer.gather(x, queries, cache)
         for key, pts in queries.items():
             assert torch.equal(runs[True][key], runs[False][key]), key
             want = full[key][..., [p[0] for p in pts], [p[1] for p in pts]]

@@ -99,21 +99,19 @@ def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, C
     for group in cropped_order(layout, cropped):
         if group[0].node in applied:
             continue  # a ReLU (or the Identity before it) already applied by the convolution it follows
-        epilogue = torch.relu_ if group[0].node in relu_of else None
+        fused = group[0].node in relu_of
+        extra = {"epilogue": torch.relu_} if fused else {}  # only ConvRule takes an epilogue
         if len(group) == 1:
             step = group[0]
             try:
-                op = layout.op(step.node)
-                values = [step.rule.run(op, env, step.rect) if epilogue is None
-                          else step.rule.run(op, env, step.rect, epilogue=epilogue)]
+                values = [step.rule.run(layout.op(step.node), env, step.rect, **extra)]
             except Exception as exc:
                 raise RuntimeError(f"cropped execution failed at {describe(step.node)} for window {step.rect}: "
                                    f"{exc}") from exc
         else:
             try:
-                ops, rects = [layout.op(s.node) for s in group], [s.rect for s in group]
-                values = (group[0].rule.run_batch(ops, env, rects) if epilogue is None
-                          else group[0].rule.run_batch(ops, env, rects, epilogue=epilogue))
+                values = group[0].rule.run_batch([layout.op(s.node) for s in group], env, [s.rect for s in group],
+                                                 **extra)
             except Exception as exc:
                 names = ", ".join(describe(s.node) for s in group)
                 raise RuntimeError(f"cropped execution failed at {names} (run as one batch): {exc}") from exc
@@ -122,7 +120,7 @@ def execute(layout: Layout, plan: Plan, x: torch.Tensor, cached: dict[fx.Node, C
             _check_window(step.node, value, rect)
             # with an epilogue the value is the ReLU's: only the ReLU node gets it (the convolution's own value,
             # and the Identity's, were read by nothing else, see relu_epilogues)
-            env.values[relu_of[step.node] if epilogue is not None else step.node] = Computed(value, rect)
+            env.values[relu_of[step.node] if fused else step.node] = Computed(value, rect)
     env.seconds["cropped"] = time.perf_counter() - start
     return env
 

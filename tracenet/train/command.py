@@ -27,15 +27,11 @@ from tracenet.data.sources import (
     preset_sources,
     source_from_folder,
 )
-from tracenet.train.config import TRAIN_PRESETS, train_preset
+from tracenet.train.config import ARGS_FILE, TRAIN_PRESETS, train_preset
 
 __all__ = ["add_arguments", "run", "ARGS_FILE", "RECORDED_ARGS"]
 
 log = logging.getLogger(__name__)
-
-ARGS_FILE = "train_args.json"
-"""File in a run folder with the command-line arguments that define the run, so ``--resume RUN`` alone continues
-it."""
 
 RECORDED_ARGS = (
     "preset", "data", "ann", "images", "partial", "data_preset", "data_root", "lvis", "coco", "iters", "batch", "lr",

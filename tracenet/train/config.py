@@ -11,7 +11,11 @@ from tracenet.data.transforms import AugmentConfig
 from tracenet.train.losses import LossConfig
 from tracenet.train.targets import TargetConfig
 
-__all__ = ["TRAIN_PRESETS", "TrainConfig", "train_preset"]
+ARGS_FILE = "train_args.json"
+"""File in a run folder with the command-line arguments that define the run (written by
+:func:`tracenet.train.train`, read back by ``python -m tracenet.train --resume RUN``)."""
+
+__all__ = ["ARGS_FILE", "TRAIN_PRESETS", "TrainConfig", "train_preset"]
 
 
 @dataclass

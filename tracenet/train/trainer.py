@@ -34,7 +34,7 @@ from tracenet.train.checkpointing import (
     write_rank_rng,
     write_training_checkpoint,
 )
-from tracenet.train.config import TrainConfig
+from tracenet.train.config import ARGS_FILE, TrainConfig
 from tracenet.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from tracenet.train.export import export_model, inference_max_side
 from tracenet.train.freeze import freeze_early_backbone
@@ -320,7 +320,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
         if run_args is not None:
-            (out / "train_args.json").write_text(json.dumps(run_args, indent=2) + "\n")
+            (out / ARGS_FILE).write_text(json.dumps(run_args, indent=2) + "\n")
     metrics_path = out / "metrics.jsonl"
     if info.is_main and metrics_path.exists():  # drop lines an interrupted run wrote after its checkpoint
         lines = [ln for ln in metrics_path.read_text().splitlines() if ln.strip()]
