@@ -54,7 +54,7 @@ def test_logit_features_equal_full_size_mask_features(photo: str, mask_region: s
             rows_cols = align_tap(seg._to_net(xy), seg.net_hw)
             gathered, mask_feats, _ = (seg._traced if use_rft else seg._full)(rows_cols)
             cands, mask_probs, feats, _, _ = seg.ranker_inputs(gathered, rows_cols, mask_feats, use_rft)
-            probs = [mask_probs(k) for k in range(len(cands))]
+            probs = [mask_probs(k).dense() for k in range(len(cands))]
             # equal to the full-size masks' features, except where a pixel lies within NEAR of 0.5 (then between
             # the features of the masks thresholded just above and just below 0.5; equal when there is none)
             fewer = _full_size_features(cands, probs, rows_cols[0], 0.5 + NEAR)

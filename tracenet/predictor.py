@@ -30,7 +30,7 @@ from tracenet.model import (
     load_checkpoint,
     normalize,
 )
-from tracenet.model.dynamic_head import upsample_mask_probs
+from tracenet.model.mask_probs import CellMaskProbs
 from tracenet.model.geometry import LEVELS
 from tracenet.model.postprocess import (
     GATHER_KINDS,
@@ -190,10 +190,10 @@ class TapSegmenter(TapCore):
 
     def ranker_inputs(self, gathered, rows_cols, mask_feats, use_rft: bool):
         """What the ranker sees at a tap: the candidates scoring at least ``min_score`` (all ``5 x C`` from
-        :func:`~tracenet.model.postprocess.all_candidates`), ``mask_probs``: ``k -> float32 [H, W]`` candidate
-        ``k``'s mask probabilities at network-input size (upsampled when asked, once per level), their ``[K, F]``
-        features, the MACs spent on mask features, and the best score of all candidates. Shared with ranker
-        fitting (``tracenet.train.tap_ranker``) so both see the same inputs.
+        :func:`~tracenet.model.postprocess.all_candidates`), ``mask_probs``: ``k ->`` candidate
+        ``k``'s mask probabilities at network-input size (a :class:`~tracenet.model.mask_probs.CellMaskProbs`, one
+        per level), their ``[K, F]`` features, the MACs spent on mask features, and the best score of all
+        candidates. Shared with ranker fitting (``tracenet.train.tap_ranker``) so both see the same inputs.
 
         The mask head runs once per level (every class of a level shares its location and controller output), and
         the features' mask area and "covers the tap" come from the stride-8 logits
@@ -254,8 +254,8 @@ class TapSegmenter(TapCore):
             covers=torch.stack([covers[at[x.level]] for x in cands]),
         )
 
-    def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[torch.Tensor, int]:
-        """``float32 [H, W]`` mask probabilities at network-input size, and the MACs spent on mask features."""
+    def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[CellMaskProbs, int]:
+        """Mask probabilities at network-input size (upsampled when asked), and the MACs spent on mask features."""
         logits, rect, macs = self._mask_logits(cand, mask_feats, use_rft)
         return self._probs_from_logits(logits, rect), macs
 
@@ -284,16 +284,12 @@ class TapSegmenter(TapCore):
             logits = candidate_mask_logits(feats, cand)[0]
         return logits, rect, macs
 
-    def _probs_from_logits(self, logits: torch.Tensor, rect: Rect | None) -> torch.Tensor:
-        """``float32 [H, W]`` probabilities at network-input size from ``[H_3, W_3]`` logits; zero outside the box
-        window ``rect`` (whole cells) when there is one."""
-        with torch.no_grad():
-            probs = upsample_mask_probs(logits[None], self.net_hw)[0]
-        if rect is not None:
-            keep = torch.zeros_like(probs, dtype=torch.bool)
-            keep[rect.r0 * MASK_STRIDE:rect.r1 * MASK_STRIDE, rect.c0 * MASK_STRIDE:rect.c1 * MASK_STRIDE] = True
-            probs = torch.where(keep, probs, torch.zeros_like(probs))
-        return probs
+    def _probs_from_logits(self, logits: torch.Tensor, rect: Rect | None) -> CellMaskProbs:
+        """Probabilities at network-input size from ``[H_3, W_3]`` logits, upsampled when a caller asks
+        (:class:`~tracenet.model.mask_probs.CellMaskProbs`: ``dense()`` the ``float32 [H, W]`` map, ``above_half()``
+        its mask without the pixels that cannot pass 0.5); zero outside the box window ``rect`` (whole cells)."""
+        keep = None if rect is None else (rect.r0, rect.r1, rect.c0, rect.c1)
+        return CellMaskProbs(logits, self.net_hw, keep)
 
     def _full_grid(self) -> tuple[int, int]:
         h, w = self.net_hw

@@ -143,7 +143,8 @@ class ConvRule(SlidingWindowRule):
                 continue
             xs = [prepared[i][0] for i in members]
             height, width = max(x.shape[-2] for x in xs), max(x.shape[-1] for x in xs)
-            x = torch.cat([F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2])) for x in xs])
+            x = torch.cat([x if x.shape[-2:] == (height, width)
+                           else F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2])) for x in xs])
             if _channels_last(first[0]):
                 x = x.contiguous(memory_format=torch.channels_last)
             y = self._convolve(ops[members[0]], (x, *first[1:]))

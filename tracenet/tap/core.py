@@ -33,7 +33,7 @@ import numpy as np
 
 from tracenet.io import fit_long_side, load_image
 from tracenet.tap.geometry import STRIDES, align_tap
-from tracenet.tap.masks import resize_bilinear
+from tracenet.tap.masks import DeferredMaskProbs, dense_probs, resize_bilinear
 from tracenet.tap.zoom import ZoomConfig, enlarge_crop, share_inside, zoom_window
 
 MIN_MAX_SIDE = 32  # the smallest network input side a predictor accepts (P7 needs a few pixels to exist)
@@ -88,7 +88,8 @@ class TapOutputs:
         order: indices into ``candidates``, most preferred first (the paper's NMS survivors by score, or the
             ranker's order); the core skips those scoring below ``min_score``.
         mask_probs: ``k -> (probs, macs)``: candidate ``k``'s mask probabilities at network-input size
-            (``[H, W]`` float, numpy or torch) and the MACs spent computing them.
+            (``[H, W]`` float, numpy or torch, or a :class:`~tracenet.tap.masks.DeferredMaskProbs` that upsamples
+            when asked) and the MACs spent computing them.
         best_score: the highest score of all candidates (for the "nothing here" message).
         macs, full_macs: network work of this tap and of a full run.
         rank_scores: the ranker's score per candidate, when a ranker chose the order.
@@ -265,44 +266,44 @@ class TapCore:
 
     def _predict(self, xy: tuple[float, float], **options: Any) -> TapResult:
         start = time.perf_counter()
-        result, photo_probs, cell = self._answer(self._to_net(xy), options)
+        result, probs, cell = self._answer(self._to_net(xy), options)
         if result.found and self.zoom:
             zoomed = self._zoom_answer(result, options)
             if zoomed is not None:
-                result, photo_probs, cell = zoomed
+                result, probs, cell = zoomed
         if result.found:
-            result.mask = self._refined(photo_probs, result.mask, cell)
+            result.mask = self._refined(probs, result.mask, cell)
         result.latency_ms = (time.perf_counter() - start) * 1e3
         return result
 
     def _answer(self, net_xy: tuple[float, float], options: dict[str, Any]) -> tuple[TapResult, Any, float]:
-        """The unrefined answer at the network-input point ``net_xy``, its photo-size mask probabilities (None
-        when nothing was found) and the mask head's cell in photo pixels."""
+        """The unrefined answer at the network-input point ``net_xy``, its mask probabilities (network-input or
+        photo size, possibly :class:`~tracenet.tap.masks.DeferredMaskProbs`; None when nothing was found) and the
+        mask head's cell in photo pixels."""
         rows_cols = align_tap(net_xy, self.net_hw)
         out = self._compute_tap(rows_cols, **options)
-        result, photo_probs = self._choose(out, rows_cols[0])
+        result, probs = self._choose(out, rows_cols[0])
         result.macs = out.macs + result.extras.pop("mask_macs", 0)
         result.full_macs = out.full_macs
         result.extras["p3_cell"] = rows_cols[0]
-        return result, photo_probs, STRIDES[0] / self._scale
+        return result, probs, STRIDES[0] / self._scale
 
     def _choose(self, out: TapOutputs, p3_cell: tuple[int, int]) -> tuple[TapResult, Any]:
         """The first candidate in the engine's order that scores at least ``min_score`` and (with
-        ``require_tap_inside``) whose photo-size mask reaches the tap's P3 cell, unrefined, with its photo-size
-        probabilities (None when there is none)."""
+        ``require_tap_inside``) whose photo-size mask reaches the tap's P3 cell, unrefined, with its network-size
+        probabilities as the engine gave them (None when there is none)."""
         order = [k for k in out.order if out.candidates[k].score >= self.min_score]
         if not order:
             return self._below_threshold(out.best_score), None
         cell = self._cell_pixels(p3_cell)
         for k in order:
             probs, mask_macs = out.mask_probs(k)
-            photo_probs = self._photo_probs(probs)
-            mask = np.asarray(photo_probs > 0.5)
+            mask = self._image_mask(probs)
             if not self.require_tap_inside or mask[cell].any():
                 result = self._result(out.candidates[k], mask, mask_macs)
                 if out.rank_scores is not None:
                     result.extras["ranker_score"] = float(out.rank_scores[k])
-                return result, photo_probs
+                return result, probs
         return self._uncovered(out.candidates[order[0]]), None
 
     def _zoom_answer(self, first: TapResult, options: dict[str, Any]) -> tuple[TapResult, Any, float] | None:
@@ -326,7 +327,8 @@ class TapCore:
         if not result.found:
             return None
         photo_probs = np.zeros(self.image_hw, dtype=np.float32)
-        photo_probs[y0:y1, x0:x1] = np.asarray(inner._resize_probs(probs, (y1 - y0, x1 - x0)), dtype=np.float32)
+        photo_probs[y0:y1, x0:x1] = np.asarray(inner._resize_probs(dense_probs(probs), (y1 - y0, x1 - x0)),
+                                               dtype=np.float32)
         mask = photo_probs > 0.5
         if self.require_tap_inside and not mask[self._cell_pixels((row, col))].any():
             return None
@@ -381,24 +383,28 @@ class TapCore:
         return slice(max(0, y0), max(1, min(h, y1))), slice(max(0, x0), max(1, min(w, x1)))
 
     def _photo_probs(self, probs: Any) -> Any:
-        """Network-size mask probabilities ``[h, w]`` resized (bilinear) to the photo's ``[H, W]``."""
+        """Mask probabilities (network or photo size, or deferred) as the photo's ``[H, W]`` map (bilinear)."""
+        probs = dense_probs(probs)
         if tuple(probs.shape) != tuple(self.image_hw):
             probs = self._resize_probs(probs, self.image_hw)
         return probs
 
     def _image_mask(self, probs: Any) -> np.ndarray:
-        """``HxW bool`` mask at the photo's size from network-size probabilities."""
+        """``HxW bool`` mask at the photo's size from network-size probabilities (a deferred map of the photo's
+        size gives its mask without upsampling the pixels that cannot pass 0.5)."""
+        if isinstance(probs, DeferredMaskProbs) and tuple(probs.hw) == tuple(self.image_hw):
+            return probs.above_half()
         return np.asarray(self._photo_probs(probs) > 0.5)
 
-    def _refined(self, photo_probs: Any, mask: np.ndarray, cell: float) -> np.ndarray:
-        """The chosen candidate's photo-size ``mask`` after :attr:`refine` (from its photo-size probabilities;
-        ``cell``: the mask head's cell in photo pixels)."""
+    def _refined(self, probs: Any, mask: np.ndarray, cell: float) -> np.ndarray:
+        """The chosen candidate's photo-size ``mask`` after :attr:`refine` (from its mask probabilities at network
+        or photo size; ``cell``: the mask head's cell in photo pixels)."""
         if self.refine == "none":
             return mask
         from tracenet.refine import refine_mask
 
-        return refine_mask(self._image, np.asarray(photo_probs, dtype=np.float32), self.refine, self.refine_cfg,
-                           cell=cell)
+        return refine_mask(self._image, np.asarray(self._photo_probs(probs), dtype=np.float32), self.refine,
+                           self.refine_cfg, cell=cell)
 
     def _box(self, cand: Any) -> tuple[float, float, float, float]:
         h, w = self.image_hw

@@ -6,6 +6,9 @@ They follow the PyTorch operations of the model exactly in formula; values agree
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from typing import Any
+
 import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -78,3 +81,27 @@ def upsample_mask_probs(logits: np.ndarray, net_hw: tuple[int, int]) -> np.ndarr
     probs = resize_bilinear(probs, (rows * 4, cols * 4), scale_factor=4)
     probs = resize_bilinear(probs, (rows * 8, cols * 8), scale_factor=2)
     return probs[..., :h, :w]
+
+
+class DeferredMaskProbs(ABC):
+    """Mask probabilities at network-input size ``[H, W]`` that an engine computes only when asked.
+
+    ``dense()`` gives the whole map (``float [H, W]``, numpy or torch); ``above_half()`` the ``HxW bool`` mask
+    ``dense() > 0.5``, equal to it bit for bit, which an engine may compute without the pixels that cannot pass
+    0.5. The core asks for the mask on every tap and for the map only where it needs the probabilities themselves
+    (refinement, the zoom pass, a photo of another size)."""
+
+    hw: tuple[int, int]
+
+    @abstractmethod
+    def dense(self) -> Any:
+        """The whole probability map ``[H, W]``."""
+
+    @abstractmethod
+    def above_half(self) -> np.ndarray:
+        """``HxW bool``: ``dense() > 0.5``."""
+
+
+def dense_probs(probs: Any) -> Any:
+    """``probs`` as a whole ``[H, W]`` map: :meth:`DeferredMaskProbs.dense` or the array itself."""
+    return probs.dense() if isinstance(probs, DeferredMaskProbs) else probs
