@@ -185,8 +185,7 @@ class TapSegmenter(TapCore):
         return full_gather(self._full_out, rows_cols), mask_feats, macs
 
     def _full_macs(self) -> int:
-        queries = {"mask_feats": None}
-        return self.tracer.plan(tuple(self._x.shape), queries).full_macs
+        return self.tracer.full_macs(tuple(self._x.shape))
 
     def ranker_inputs(self, gathered, rows_cols, mask_feats, use_rft: bool):
         """What the ranker sees at a tap: the candidates scoring at least ``min_score`` (all ``5 x C`` from

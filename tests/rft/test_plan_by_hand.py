@@ -254,6 +254,7 @@ def test_layout_memoises_contexts_rules_and_full_macs() -> None:
     assert layout.rule(conv) is layout.rule(conv)
     assert layout.full_macs() is layout.full_macs()
     assert layout.full_macs() == {"conv": 1152, "roll": 0}
+    assert tracer.full_macs((1, 1, 8, 8)) == 1152  # without planning
     assert tracer.plan((1, 1, 8, 8), {0: [(0, 0)]}).full_macs == 1152
 
 

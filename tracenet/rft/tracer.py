@@ -138,6 +138,11 @@ class ReceptiveFieldTracer:
             raise QueryError(f"the model has no output {key!r}; its outputs are {list(outs)}")
         return outs[key]
 
+    def full_macs(self, input_shape: tuple[int, ...]) -> int:
+        """Multiply-accumulates of the full (untraced) run for ``input_shape`` (what every plan's ``full_macs``
+        says; no planning needed)."""
+        return sum(self.layout(input_shape).full_macs().values())
+
     # -------------------------------------------------------------------------------------------------- plans
     def _requests(self, input_shape: tuple[int, ...], queries: Mapping[Any, Request]) -> dict[Any, Rect]:
         requests: dict[Any, Rect] = {}
