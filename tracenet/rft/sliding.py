@@ -173,23 +173,23 @@ class ConvRule(SlidingWindowRule):
         # each sums in its own order; the crop goes through the kernel the full-size map goes through.
         backend = self.full_run_backend(op)
         x = dense(window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0))
-        given = weight  # the model's own tensor (its storage keys the prepacked copy)
+        given = None if op.is_dynamic(p["weight"]) else weight  # the model's own tensor (keys the prepacked copy)
         if backend == "mkldnn":
-            if isinstance(weight, torch.Tensor) and (_channels_last(x) or _channels_last(weight)):
-                # as F.conv2d does: input and weight in one memory format, channels-last if either is
+            as_channels_last = isinstance(weight, torch.Tensor) and (_channels_last(x) or _channels_last(weight))
+            if as_channels_last:  # as F.conv2d does: input and weight in one memory format, channels-last if either is
                 x = x.contiguous(memory_format=torch.channels_last)
-                weight = weight.contiguous(memory_format=torch.channels_last)
             if self._full_run_reduces_stride(op, p, kernel, stride):
                 # oneDNN runs such a strided 1x1 convolution as subsample-then-1x1 ("rtus"); do the same
                 x, stride = dense(x[..., :: stride[0], :: stride[1]]), (1, 1)
-            if op.is_dynamic(p["weight"]):
-                given = None  # computed in this run: never prepacked
+            if as_channels_last and not _prepacked(x, given):
+                # (the prepacked path reads the model's own weight: no copy of a contiguous one on every call)
+                weight = weight.contiguous(memory_format=torch.channels_last)
         return x, weight, given, bias, stride, dilation, groups, backend
 
     def _convolve(self, op: OpContext, prepared: tuple) -> torch.Tensor:
         x, weight, given, bias, stride, dilation, groups, backend = prepared
         if backend == "mkldnn":
-            if PREPACK and given is not None and x.dtype == torch.float32 and _channels_last(x):
+            if _prepacked(x, given):
                 packed = packed_weight(given, tuple(x.shape), stride, dilation, groups)
                 return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, [0, 0], list(stride), list(dilation),
                                                                groups, "none", [], "")
@@ -240,6 +240,11 @@ class ConvRule(SlidingWindowRule):
 
 
 _HAS_MKLDNN = torch.backends.mkldnn.is_available()
+
+
+def _prepacked(x: torch.Tensor, given: torch.Tensor | None) -> bool:
+    """Does a oneDNN crop ``x`` run with the prepacked copy of the model's weight ``given``?"""
+    return PREPACK and given is not None and x.dtype == torch.float32 and _channels_last(x)
 
 PAD_BATCH = True
 """Whether crops of different sizes join one batch, zero-filled to the largest (benchmarks switch it off to
