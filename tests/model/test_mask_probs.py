@@ -1,4 +1,6 @@
-"""CellMaskProbs: the mask computed around the cells that pass 0.5 equals the whole map's ``> 0.5`` bit for bit."""
+"""Deferred mask probabilities (CellMaskProbs for PyTorch, ArrayMaskProbs for numpy / onnxruntime): the mask computed
+around the cells that pass 0.5 equals the whole map's ``> 0.5`` bit for bit, and the whole map equals the
+engine's own upsampling."""
 
 from __future__ import annotations
 
@@ -7,7 +9,21 @@ import pytest
 import torch
 
 from tracenet.model.mask_probs import CellMaskProbs
-from tracenet.tap.masks import dense_probs
+from tracenet.model.dynamic_head import upsample_mask_probs
+from tracenet.tap.masks import ArrayMaskProbs, dense_probs
+from tracenet.tap.masks import upsample_mask_probs as upsample_mask_probs_np
+
+
+def _torch(logits, hw, keep=None):
+    return CellMaskProbs(logits, hw, keep)
+
+
+def _numpy(logits, hw, keep=None):
+    return ArrayMaskProbs(logits.numpy(), hw, keep)
+
+
+def _as_array(x) -> np.ndarray:
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def _blob_logits(rows: int, cols: int, seed: int) -> torch.Tensor:
@@ -24,9 +40,10 @@ def _blob_logits(rows: int, cols: int, seed: int) -> torch.Tensor:
     return logits
 
 
+@pytest.mark.parametrize("make", [_torch, _numpy])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("hw", [(768, 1024), (381, 509), (8, 8), (17, 33), (512, 384)])
-def test_mask_equals_thresholded_whole_map(hw: tuple[int, int], threads: int) -> None:
+def test_mask_equals_thresholded_whole_map(hw: tuple[int, int], threads: int, make) -> None:
     h, w = hw
     rows, cols = -(-h // 8), -(-w // 8)
     before = torch.get_num_threads()
@@ -36,28 +53,39 @@ def test_mask_equals_thresholded_whole_map(hw: tuple[int, int], threads: int) ->
             logits = _blob_logits(rows, cols, seed)
             keeps = [None, (rows // 4, rows // 4 + max(1, rows // 2), 0, max(1, cols // 3))]
             for keep in keeps:
-                lazy = CellMaskProbs(logits, hw, keep)
+                lazy = make(logits, hw, keep)
                 mask = lazy.above_half()
-                whole = CellMaskProbs(logits, hw, keep).dense()
+                whole = _as_array(make(logits, hw, keep).dense())
                 assert mask.shape == (h, w) and mask.dtype == bool
-                np.testing.assert_array_equal(mask, (whole > 0.5).numpy(), err_msg=f"{hw} seed {seed} keep {keep}")
-                assert torch.equal(lazy.dense(), whole)
+                np.testing.assert_array_equal(mask, whole > 0.5, err_msg=f"{hw} seed {seed} keep {keep}")
+                np.testing.assert_array_equal(_as_array(lazy.dense()), whole)
                 np.testing.assert_array_equal(lazy.above_half(), mask)  # from the map once it exists
+                if keep is None:  # the engine's own upsampling, bit for bit
+                    own = upsample_mask_probs(logits[None], hw)[0] if make is _torch else upsample_mask_probs_np(
+                        logits.numpy(), hw)
+                    np.testing.assert_array_equal(whole, _as_array(own))
+                else:  # zero outside the window's whole cells
+                    r0, r1, c0, c1 = keep
+                    outside = np.ones((h, w), dtype=bool)
+                    outside[r0 * 8:r1 * 8, c0 * 8:c1 * 8] = False
+                    assert not whole[outside].any()
     finally:
         torch.set_num_threads(before)
 
 
-def test_nothing_above_half_gives_an_empty_mask_without_upsampling() -> None:
-    lazy = CellMaskProbs(torch.full((96, 128), -3.0), (768, 1024))
+@pytest.mark.parametrize("make", [_torch, _numpy])
+def test_nothing_above_half_gives_an_empty_mask_without_upsampling(make) -> None:
+    lazy = make(torch.full((96, 128), -3.0), (768, 1024))
     mask = lazy.above_half()
     assert mask.shape == (768, 1024) and not mask.any()
     assert lazy._dense is None  # noqa: SLF001  (the point: no whole-size map was made)
 
 
-def test_everything_above_half_and_the_box_window() -> None:
+@pytest.mark.parametrize("make", [_torch, _numpy])
+def test_everything_above_half_and_the_box_window(make) -> None:
     logits = torch.full((10, 12), 2.0)
-    assert CellMaskProbs(logits, (80, 96)).above_half().all()
-    mask = CellMaskProbs(logits, (80, 96), (2, 5, 3, 7)).above_half()
+    assert make(logits, (80, 96)).above_half().all()
+    mask = make(logits, (80, 96), (2, 5, 3, 7)).above_half()
     assert mask[16:40, 24:56].all() and mask.sum() == 24 * 32
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from tracenet.deploy.contract import DECODER_FILE, ENCODER_FILE, ContractError, check_session, read_contract
 from tracenet.tap.core import TapCandidate, TapCore, TapOutputs, TapResult
-from tracenet.tap.masks import normalize_image, upsample_mask_probs
+from tracenet.tap.masks import ArrayMaskProbs, normalize_image
 
 DEFAULT_EXPORT = Path(__file__).resolve().parent.parent / "weights" / "default-onnx"
 ENCODER_OUTPUTS = ("p3", "p4", "p5", "p6", "p7", "mask_feats")
@@ -120,5 +120,5 @@ class OnnxTapSegmenter(TapCore):
         else:
             order = [int(k) for k, keep in zip(out["nms_order"], out["nms_keep"]) if keep]
         logits, net_hw = out["mask_logits"], self.net_hw
-        return TapOutputs(candidates=cands, order=order, mask_probs=lambda k: (upsample_mask_probs(logits[k], net_hw), 0),
+        return TapOutputs(candidates=cands, order=order, mask_probs=lambda k: (ArrayMaskProbs(logits[k], net_hw), 0),
                           best_score=float(scores.max()) if len(scores) else 0.0, rank_scores=rank_scores)

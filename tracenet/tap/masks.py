@@ -105,3 +105,115 @@ class DeferredMaskProbs(ABC):
 def dense_probs(probs: Any) -> Any:
     """``probs`` as a whole ``[H, W]`` map: :meth:`DeferredMaskProbs.dense` or the array itself."""
     return probs.dense() if isinstance(probs, DeferredMaskProbs) else probs
+
+
+CROP_MARGIN = 2  # cells beyond the pixels kept: a kept pixel's interpolation never reaches the crop's edge
+
+
+class StrideMaskProbs(DeferredMaskProbs):
+    """Probabilities of :func:`upsample_mask_probs` (sigmoid, 4x and 2x bilinear) kept at the mask head's stride
+    until asked, zero outside ``keep`` (``(r0, r1, c0, c1)`` in stride-8 cells, end exclusive; the box window of
+    ``mask_region="box"``) when given. An engine supplies the arithmetic (:meth:`_cells`, :meth:`_upsample`,
+    :meth:`_whole`); the geometry is shared here.
+
+    ``above_half()`` upsamples only around the cells whose probability passes 0.5: bilinear weights are
+    non-negative and sum to one, so a pixel can pass 0.5 only if one of the stride-8 cells it is interpolated from
+    does, and those lie within one cell of the pixel's own. The crop gets :data:`CROP_MARGIN` more cells on each
+    side (or the map's own edge, clamped alike) so that no kept pixel sees the crop's edge, and its interpolation
+    weights equal the whole map's (integer scale factors: the sampling positions shift by whole pixels), so the
+    mask equals ``dense() > 0.5`` bit for bit (tested in ``tests/model/test_mask_probs.py``)."""
+
+    def __init__(self, hw: tuple[int, int], keep: tuple[int, int, int, int] | None = None) -> None:
+        self.hw = (int(hw[0]), int(hw[1]))
+        self.keep = keep
+        self._dense: Any = None
+
+    @abstractmethod
+    def _cells(self) -> np.ndarray:
+        """``bool [H_3, W_3]``: the cells whose probability (the same values :meth:`_upsample` reads) passes 0.5."""
+
+    @abstractmethod
+    def _upsample(self, rows: slice, cols: slice) -> np.ndarray:
+        """The 4x + 2x bilinear upsampling of the cells ``[rows, cols]`` alone, ``float [8 * rows, 8 * cols]``."""
+
+    @abstractmethod
+    def _whole(self) -> Any:
+        """The whole map ``[H, W]`` without ``keep`` applied."""
+
+    def dense(self) -> Any:
+        """The whole probability map ``[H, W]`` (computed once)."""
+        if self._dense is None:
+            probs = self._whole()
+            if self.keep is not None:
+                r0, r1, c0, c1 = self.keep
+                inside = np.zeros(self.hw, dtype=bool)
+                inside[r0 * MASK_STRIDE:r1 * MASK_STRIDE, c0 * MASK_STRIDE:c1 * MASK_STRIDE] = True
+                probs = _zero_outside(probs, inside)
+            self._dense = probs
+        return self._dense
+
+    def above_half(self) -> np.ndarray:
+        """``HxW bool`` mask ``dense() > 0.5``, upsampling only around the cells whose probability passes 0.5."""
+        if self._dense is not None:
+            return np.asarray(self._dense > 0.5)
+        h, w = self.hw
+        mask = np.zeros((h, w), dtype=bool)
+        on = self._cells()
+        rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+        if not len(rows):
+            return mask
+        n_rows, n_cols = on.shape
+        # pixels that may pass 0.5: the cells passing it and one cell around them
+        r0, r1 = max(0, int(rows[0]) - 1), min(n_rows, int(rows[-1]) + 2)
+        c0, c1 = max(0, int(cols[0]) - 1), min(n_cols, int(cols[-1]) + 2)
+        if self.keep is not None:
+            kr0, kr1, kc0, kc1 = self.keep
+            r0, r1, c0, c1 = max(r0, kr0), min(r1, kr1), max(c0, kc0), min(c1, kc1)
+            if r0 >= r1 or c0 >= c1:
+                return mask
+        g0, g1 = max(0, r0 - CROP_MARGIN), min(n_rows, r1 + CROP_MARGIN)
+        e0, e1 = max(0, c0 - CROP_MARGIN), min(n_cols, c1 + CROP_MARGIN)
+        crop = self._upsample(slice(g0, g1), slice(e0, e1))
+        y0, y1 = r0 * MASK_STRIDE, min(h, r1 * MASK_STRIDE)
+        x0, x1 = c0 * MASK_STRIDE, min(w, c1 * MASK_STRIDE)
+        oy, ox = g0 * MASK_STRIDE, e0 * MASK_STRIDE
+        mask[y0:y1, x0:x1] = np.asarray(crop[y0 - oy:y1 - oy, x0 - ox:x1 - ox] > 0.5)
+        return mask
+
+
+def _zero_outside(probs: Any, inside: np.ndarray) -> Any:
+    """``probs`` (numpy or torch) with zeros where ``inside`` is False."""
+    if isinstance(probs, np.ndarray):
+        return np.where(inside, probs, np.float32(0.0)).astype(probs.dtype)
+    import torch  # only an engine that gave torch values gets here
+
+    keep = torch.from_numpy(inside)
+    return torch.where(keep, probs, torch.zeros_like(probs))
+
+
+class ArrayMaskProbs(StrideMaskProbs):
+    """:class:`StrideMaskProbs` of numpy stride-8 mask ``logits [H_3, W_3]`` (the onnxruntime engine's), with
+    :func:`upsample_mask_probs`' arithmetic."""
+
+    def __init__(self, logits: np.ndarray, hw: tuple[int, int], keep: tuple[int, int, int, int] | None = None) -> None:
+        super().__init__(hw, keep)
+        self.logits = logits
+        self._sigmoid: np.ndarray | None = None
+
+    def _cell_probs(self) -> np.ndarray:
+        if self._sigmoid is None:
+            with np.errstate(over="ignore"):  # as upsample_mask_probs: exp overflow gives probability 0
+                self._sigmoid = (1.0 / (1.0 + np.exp(-np.asarray(self.logits, dtype=np.float32)))).astype(np.float32)
+        return self._sigmoid
+
+    def _cells(self) -> np.ndarray:
+        return self._cell_probs() > 0.5
+
+    def _upsample(self, rows: slice, cols: slice) -> np.ndarray:
+        cells = self._cell_probs()[rows, cols]
+        n_rows, n_cols = cells.shape
+        probs = resize_bilinear(cells, (n_rows * 4, n_cols * 4), scale_factor=4)
+        return resize_bilinear(probs, (n_rows * 8, n_cols * 8), scale_factor=2)
+
+    def _whole(self) -> np.ndarray:
+        return upsample_mask_probs(self.logits, self.hw)
