@@ -19,7 +19,8 @@ from tracenet.rft.context import Computed, OpContext
 from tracenet.rft.dispatch import choose_rule
 from tracenet.rft.errors import UnsupportedOpError
 from tracenet.rft.regions import Rect
-from tracenet.rft.rules import Rule, WholeRule
+from tracenet.rft.rules import IdentityRule, PassThroughRule, PointwiseRule, Rule, WholeRule
+from tracenet.rft.sliding import SlidingWindowRule
 
 _WHOLE = WholeRule()
 
@@ -34,6 +35,7 @@ class Layout:
     contexts: dict[fx.Node, OpContext] = field(default_factory=dict)
     _full_macs: dict[str, int] | None = None
     _full_rects: dict[fx.Node, Rect | None] = field(default_factory=dict)
+    _order: dict[fx.Node, int] | None = None
 
     def op(self, node: fx.Node) -> OpContext:
         ctx = self.contexts.get(node)
@@ -46,6 +48,12 @@ class Layout:
         if rule is None:
             rule = self.rules[node] = choose_rule(self.op(node))
         return rule
+
+    def node_order(self) -> dict[fx.Node, int]:
+        """Each graph node's position in graph (topological) order; computed once."""
+        if self._order is None:
+            self._order = {n: i for i, n in enumerate(self.cap.gm.graph.nodes)}
+        return self._order
 
     def full_rect(self, node: fx.Node) -> Rect | None:
         """The node's whole map as a window (``None`` below two dims); memoised (planning and every run ask)."""
@@ -92,6 +100,49 @@ class Plan:
     outputs: dict[Any, fx.Node]
     steps: list[Step]
     full_node_macs: dict[str, int]
+    # compute step -> the request keys whose windows reach it (back_trace fills it)
+    owners: dict[fx.Node, frozenset[Any]] = field(default_factory=dict)
+    # whether every computed window is a translate of its requests' (none cut by a border or made whole, each on
+    # a map of its requests' size through rules that move windows one for one, see _moves_with_its_request)
+    translatable: bool = False
+
+    def translated(self, layout: Layout, requests: dict[Any, Rect]) -> Plan | None:
+        """The plan ``back_trace`` makes for ``requests`` (same keys and window sizes, same cached values), as this
+        plan's windows moved by each request's offset; ``None`` where that is not certain: this plan is not a pure
+        translate (see :attr:`translatable`), a window size differs, or a moved window would leave its map.
+
+        Why it is the same plan: each computed node's window is the union of its requests' windows pushed through
+        chains of rules whose windows move one for one with their output's on maps of one size (clipping at a
+        border and making a window whole do not: neither happened here, and a move that would clip is refused);
+        a node serving several requests is moved only when they all move alike. The same nodes are visited
+        (which inputs a rule needs does not depend on the window); cached values are whole maps, which contain
+        any window; MACs depend on window sizes only."""
+        if not self.translatable or requests.keys() != self.requests.keys():
+            return None
+        shift: dict[Any, tuple[int, int]] = {}
+        for key, rect in requests.items():
+            old = self.requests[key]
+            if rect.r1 - rect.r0 != old.r1 - old.r0 or rect.c1 - rect.c0 != old.c1 - old.c0:
+                return None
+            shift[key] = (rect.r0 - old.r0, rect.c0 - old.c0)
+        steps = []
+        for s in self.steps:
+            if s.kind != "compute":
+                steps.append(s)
+                continue
+            moves = {shift[key] for key in self.owners[s.node]}
+            if len(moves) != 1:
+                return None
+            dr, dc = moves.pop()
+            r = s.rect
+            moved = Rect(r.r0 + dr, r.r1 + dr, r.c0 + dc, r.c1 + dc)
+            if moved != r:
+                full = layout.full_rect(s.node)
+                if moved.r0 < 0 or moved.c0 < 0 or moved.r1 > full.r1 or moved.c1 > full.c1:
+                    return None
+            steps.append(Step(s.node, s.kind, s.rule, moved, s.macs))
+        return Plan(input_shape=self.input_shape, requests=dict(requests), outputs=self.outputs, steps=steps,
+                    full_node_macs=self.full_node_macs, owners=self.owners, translatable=True)
 
     @property
     def macs(self) -> int:
@@ -139,6 +190,23 @@ def _mostly_whole(rect: Rect | None, full: Rect | None) -> bool:
     return rect is not None and full is not None and rect != full and rect.area >= WHOLE_FRACTION * full.area
 
 
+def _moves_with_its_request(layout: Layout, node: fx.Node, rule: Rule, op: OpContext, rect: Rect | None,
+                            owners: set[Any], outputs: dict[Any, fx.Node]) -> bool:
+    """Does ``node``'s window move by exactly its requests' offset when they all move by one offset? True for a
+    spatial node on a map of the size of each of those requests' outputs, computed by a rule whose window follows
+    its output's one for one (pointwise, identity, pass-through, stride-1 convolution and pooling)."""
+    if rect is None:
+        return False
+    full = layout.full_rect(node)
+    if any(layout.full_rect(outputs[key]) != full for key in owners):
+        return False
+    if isinstance(rule, (PointwiseRule, IdentityRule, PassThroughRule)):
+        return True
+    if isinstance(rule, SlidingWindowRule):
+        return rule.geometry(op)[2] == (1, 1)
+    return False
+
+
 def back_trace(layout: Layout, outputs: dict[Any, fx.Node], requests: dict[Any, Rect],
                cached: dict[fx.Node, Computed] | None = None) -> Plan:
     """Plan the windows every node must compute so that ``outputs[key]`` is exact on ``requests[key]``.
@@ -148,9 +216,14 @@ def back_trace(layout: Layout, outputs: dict[Any, fx.Node], requests: dict[Any, 
     cap, info = layout.cap, layout.info
     cached = cached or {}
     need: dict[fx.Node, Rect | None] = {}
+    # which request's windows reach each node, and whether every computed window is a plain translate of its
+    # request's (see Plan.translated)
+    owners: dict[fx.Node, set[Any]] = {}
+    translatable = True
     for key, rect in requests.items():
         node = outputs[key]
         need[node] = rect.union(need.get(node))
+        owners.setdefault(node, set()).add(key)
     steps: list[Step] = []
     for node in reversed(cap.gm.graph.nodes):
         if node not in need or node.op in ("placeholder", "output") or node in info.static:
@@ -164,8 +237,13 @@ def back_trace(layout: Layout, outputs: dict[Any, fx.Node], requests: dict[Any, 
         op = layout.op(node)
         if isinstance(rule, WholeRule) or _mostly_whole(rect, layout.full_rect(node)):
             rect = layout.full_rect(node)
+            translatable = False
+        mine = owners[node]
+        if translatable and not _moves_with_its_request(layout, node, rule, op, rect, mine, outputs):
+            translatable = False
         # a node whose own output has fewer than two dims needs every tensor input whole
         for arg, want in (rule if rect is not None else _WHOLE).needs(op, rect):
+            owners.setdefault(arg, set()).update(mine)
             if arg in need and need[arg] is None:
                 continue  # already needed whole (non-spatial)
             if want is None:
@@ -176,8 +254,63 @@ def back_trace(layout: Layout, outputs: dict[Any, fx.Node], requests: dict[Any, 
             if clipped.is_empty():  # entirely in padding: keep one real pixel so dtype/shape are known
                 r, c = min(max(want.r0, 0), h - 1), min(max(want.c0, 0), w - 1)
                 clipped = Rect(r, r + 1, c, c + 1)
+            if clipped != want and arg not in cached:
+                translatable = False  # a computed window cut by its map's border
             need[arg] = clipped.union(need.get(arg))
         steps.append(Step(node, "compute", rule, rect, rule.macs(op, rect)))
     steps.reverse()
     return Plan(input_shape=info.input_shape, requests=dict(requests), outputs=outputs, steps=steps,
-                full_node_macs=layout.full_macs())
+                full_node_macs=layout.full_macs(),
+                owners={s.node: frozenset(owners[s.node]) for s in steps if s.kind == "compute"},
+                translatable=translatable)
+
+
+def request_groups(plan: Plan) -> list[tuple[Any, ...]] | None:
+    """The plan's request keys split into groups that share no computed node (requests linked through a node
+    that serves them both fall in one group: e.g. one group per pyramid level of a detection head), or ``None``
+    when a computed window is not spatial. Each group can then be planned on its own (:func:`merge_plans`)."""
+    parent: dict[Any, Any] = {key: key for key in plan.requests}
+
+    def root(key: Any) -> Any:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for step in plan.steps:
+        if step.kind != "compute":
+            continue
+        if step.rect is None:
+            return None
+        first, *rest = plan.owners[step.node]
+        for key in rest:
+            parent[root(key)] = root(first)
+    groups: dict[Any, list[Any]] = {}
+    for key in plan.requests:
+        groups.setdefault(root(key), []).append(key)
+    return [tuple(sorted(g, key=repr)) for g in groups.values()]
+
+
+def merge_plans(layout: Layout, requests: dict[Any, Rect], parts: list[Plan]) -> Plan | None:
+    """One plan from plans of disjoint groups of ``requests`` (each back-traced on its own with the same cached
+    values): their steps in graph order. ``None`` when a node is computed by two parts or a computed window is
+    not spatial; then the parts' needs could overlap and the whole plan must be back-traced.
+
+    Why it equals ``back_trace(requests)``: a node computed in one part gets no need from another part (that
+    part would have reached it too, and computed it as well, or found it cached, and cached values are the same
+    for all), so its window is the union of the same consumers' needs."""
+    steps: dict[fx.Node, Step] = {}
+    owners: dict[fx.Node, frozenset[Any]] = {}
+    for part in parts:
+        for step in part.steps:
+            if step.kind == "compute":
+                if step.node in steps or step.rect is None:
+                    return None
+                owners[step.node] = part.owners[step.node]
+            elif step.node in steps:
+                continue
+            steps[step.node] = step
+    order = layout.node_order()
+    merged = sorted(steps.values(), key=lambda s: order[s.node])
+    return Plan(input_shape=layout.info.input_shape, requests=dict(requests), outputs=parts[0].outputs,
+                steps=merged, full_node_macs=layout.full_macs(), owners=owners)

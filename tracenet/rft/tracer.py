@@ -11,6 +11,7 @@ Locations are ``(row, col)`` in that output's own grid.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -24,11 +25,22 @@ from tracenet.rft.capture import capture, propagate_shapes
 from tracenet.rft.context import Computed, crop
 from tracenet.rft.errors import QueryError, TracerError
 from tracenet.rft.execute import RunEnv, execute
-from tracenet.rft.plan import Layout, Plan, back_trace
+from tracenet.rft.plan import Layout, Plan, back_trace, merge_plans, request_groups
 from tracenet.rft.regions import Rect
 
 Points = list[tuple[int, int]]
 Request = Points | Rect | None  # points (row, col), a window, or None for the whole map
+
+
+_CACHE_VERSIONS = itertools.count()
+
+TRANSLATE = True
+"""Whether a plan that reuses a cache is put together from its groups' earlier plans or their translates
+(:meth:`ReceptiveFieldTracer._plan_with_cache`) instead of being back-traced whole (benchmarks and tests switch it
+off to compare)."""
+
+MAX_GROUP_PLANS = 1024
+"""How many group splits and group plans a tracer keeps (a lite0 level's plan: ~30 steps)."""
 
 
 class TraceCache:
@@ -42,16 +54,19 @@ class TraceCache:
     def __init__(self) -> None:
         self._key: tuple | None = None
         self.values: dict[fx.Node, Computed] = {}
+        self.version = next(_CACHE_VERSIONS)  # changes whenever ``values`` does (unique across caches)
 
     def bind(self, x: torch.Tensor) -> None:
         key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype)
         if key != self._key:
             self.values.clear()
             self._key = key
+            self.version = next(_CACHE_VERSIONS)
 
     def clear(self) -> None:
         self.values.clear()
         self._key = None
+        self.version = next(_CACHE_VERSIONS)
 
     @property
     def nbytes(self) -> int:
@@ -74,8 +89,9 @@ class TraceCache:
             partial_user = any(
                 u in rects and rects[u] is not None and rects[u] != layout.full_rect(u) for u in layout.cap.users[node]
             )
-            if partial_user or node in outputs:
+            if (partial_user or node in outputs) and self.values.get(node) is not comp:
                 self.values[node] = comp
+                self.version = next(_CACHE_VERSIONS)
 
 
 class ReceptiveFieldTracer:
@@ -92,6 +108,10 @@ class ReceptiveFieldTracer:
         self.captured = capture(model)
         self._layouts: dict[tuple, Layout] = {}
         self._plans: OrderedDict[tuple, Plan] = OrderedDict()
+        # plans that reuse a cache: how request keys split into groups, and each group's plans (by windows, and
+        # translatable ones by window sizes)
+        self._groups: OrderedDict[tuple, list[tuple[Any, ...]]] = OrderedDict()
+        self._group_plans: OrderedDict[tuple, Plan] = OrderedDict()
         self._max_plans = max_plans
         self.last_plan: Plan | None = None  # the plan of the latest run (its MACs, windows)
         # wall time of the latest run's stages: "shapes", "plan", "whole_map" (compiled segment), "cropped"
@@ -166,7 +186,7 @@ class ReceptiveFieldTracer:
         requests = self._requests(input_shape, queries)
         lay = self.layout(input_shape)
         if cache is not None and cache.values:
-            return back_trace(lay, self.output_nodes(), requests, cache.values)
+            return self._plan_with_cache(lay, requests, cache)
         key = (tuple(input_shape), tuple(sorted(((repr(k), tuple(r)) for k, r in requests.items()))))
         plan = self._plans.get(key)
         if plan is None:
@@ -177,6 +197,59 @@ class ReceptiveFieldTracer:
         else:
             self._plans.move_to_end(key)
         return plan
+
+    def _plan_with_cache(self, lay: Layout, requests: dict[Any, Rect], cache: TraceCache) -> Plan:
+        """A plan that reuses ``cache``, equal to ``back_trace``'s. When earlier plans with the same cached values
+        and request keys split the requests into groups with disjoint computed nodes (:func:`request_groups`: one
+        per pyramid level of a detection head), each group is planned on its own and the parts are merged
+        (:func:`merge_plans`); a group's plan is the one made before for the same windows, or a translate of one
+        made for windows of the same size (:meth:`Plan.translated`: a tap away from the maps' borders), else
+        back-traced. Anything uncertain back-traces the whole request."""
+        if not TRANSLATE:
+            return back_trace(lay, self.output_nodes(), requests, cache.values)
+        base = (lay.info.input_shape, cache.version)
+        gkey = (*base, tuple(sorted(repr(k) for k in requests)))
+        groups = self._remember(self._groups, gkey, None)
+        if groups is None:
+            plan = back_trace(lay, self.output_nodes(), requests, cache.values)
+            self._remember(self._groups, gkey, request_groups(plan) or [])
+            return plan
+        if groups:
+            parts = [self._group_plan(lay, {k: requests[k] for k in group}, cache, base) for group in groups]
+            plan = merge_plans(lay, requests, parts)
+            if plan is not None:
+                return plan
+        return back_trace(lay, self.output_nodes(), requests, cache.values)
+
+    def _group_plan(self, lay: Layout, requests: dict[Any, Rect], cache: TraceCache, base: tuple) -> Plan:
+        items = sorted(((repr(k), tuple(r)) for k, r in requests.items()))
+        exact = (*base, tuple(items))
+        plan = self._remember(self._group_plans, exact, None)
+        if plan is not None:
+            return plan
+        sized = (*base, tuple((k, r[1] - r[0], r[3] - r[2]) for k, r in items))
+        template = self._remember(self._group_plans, sized, None)
+        plan = template.translated(lay, requests) if template is not None else None
+        if plan is None:
+            plan = back_trace(lay, self.output_nodes(), requests, cache.values)
+            if plan.translatable:
+                self._remember(self._group_plans, sized, plan)
+        self._remember(self._group_plans, exact, plan)
+        return plan
+
+    def _remember(self, store: OrderedDict, key: tuple, value: Any) -> Any:
+        """``store[key]`` (least recently used first, at most :data:`MAX_GROUP_PLANS` entries): the stored value when
+        ``value`` is None, else ``value`` stored."""
+        if value is None:
+            value = store.get(key)
+            if value is not None:
+                store.move_to_end(key)
+            return value
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > MAX_GROUP_PLANS:
+            store.popitem(last=False)
+        return value
 
     # ---------------------------------------------------------------------------------------------------- runs
     def run(self, x: torch.Tensor, queries: Mapping[Any, Request],
