@@ -59,8 +59,12 @@ class OpContext:
         return map_aggregate(value, one)
 
     def tensor_args(self) -> list[fx.Node]:
-        """Input-dependent tensor-valued inputs of this node, in order of first appearance."""
-        return [a for a in self.node.all_input_nodes if self.is_tensor_node(a)]
+        """Input-dependent tensor-valued inputs of this node, in order of first appearance (computed once; do not
+        modify the list)."""
+        args = self.memo.get("tensor_args")
+        if args is None:
+            args = self.memo["tensor_args"] = [a for a in self.node.all_input_nodes if self.is_tensor_node(a)]
+        return args
 
 
 @dataclass
