@@ -30,7 +30,7 @@ from tracenet.model import (
     load_checkpoint,
     normalize,
 )
-from tracenet.model.mask_probs import CellMaskProbs
+from tracenet.model.mask_probs import TensorMaskProbs
 from tracenet.model.geometry import LEVELS
 from tracenet.model.postprocess import (
     GATHER_KINDS,
@@ -190,7 +190,7 @@ class TapSegmenter(TapCore):
     def ranker_inputs(self, gathered, rows_cols, mask_feats, use_rft: bool):
         """What the ranker sees at a tap: the candidates scoring at least ``min_score`` (all ``5 x C`` from
         :func:`~tracenet.model.postprocess.all_candidates`), ``mask_probs``: ``k ->`` candidate
-        ``k``'s mask probabilities at network-input size (a :class:`~tracenet.model.mask_probs.CellMaskProbs`, one
+        ``k``'s mask probabilities at network-input size (a :class:`~tracenet.model.mask_probs.TensorMaskProbs`, one
         per level), their ``[K, F]`` features, the MACs spent on mask features, and the best score of all
         candidates. Shared with ranker fitting (``tracenet.train.tap_ranker``) so both see the same inputs.
 
@@ -253,7 +253,7 @@ class TapSegmenter(TapCore):
             covers=torch.stack([covers[at[x.level]] for x in cands]),
         )
 
-    def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[CellMaskProbs, int]:
+    def _mask_probs(self, cand: Candidate, mask_feats, use_rft: bool) -> tuple[TensorMaskProbs, int]:
         """Mask probabilities at network-input size (upsampled when asked), and the MACs spent on mask features."""
         logits, rect, macs = self._mask_logits(cand, mask_feats, use_rft)
         return self._probs_from_logits(logits, rect), macs
@@ -283,12 +283,12 @@ class TapSegmenter(TapCore):
             logits = candidate_mask_logits(feats, cand)[0]
         return logits, rect, macs
 
-    def _probs_from_logits(self, logits: torch.Tensor, rect: Rect | None) -> CellMaskProbs:
+    def _probs_from_logits(self, logits: torch.Tensor, rect: Rect | None) -> TensorMaskProbs:
         """Probabilities at network-input size from ``[H_3, W_3]`` logits, upsampled when a caller asks
-        (:class:`~tracenet.model.mask_probs.CellMaskProbs`: ``dense()`` the ``float32 [H, W]`` map, ``above_half()``
+        (:class:`~tracenet.model.mask_probs.TensorMaskProbs`: ``dense()`` the ``float32 [H, W]`` map, ``above_half()``
         its mask without the pixels that cannot pass 0.5); zero outside the box window ``rect`` (whole cells)."""
         keep = None if rect is None else (rect.r0, rect.r1, rect.c0, rect.c1)
-        return CellMaskProbs(logits, self.net_hw, keep)
+        return TensorMaskProbs(logits, self.net_hw, keep)
 
     def _full_grid(self) -> tuple[int, int]:
         h, w = self.net_hw

@@ -1,4 +1,4 @@
-"""Deferred mask probabilities (CellMaskProbs for PyTorch, ArrayMaskProbs for numpy / onnxruntime): the mask computed
+"""Deferred mask probabilities (TensorMaskProbs for PyTorch, ArrayMaskProbs for numpy / onnxruntime): the mask computed
 around the cells that pass 0.5 equals the whole map's ``> 0.5`` bit for bit, and the whole map equals the
 engine's own upsampling."""
 
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from tracenet.model.mask_probs import CellMaskProbs
+from tracenet.model.mask_probs import TensorMaskProbs
 from tracenet.model.dynamic_head import upsample_mask_probs
 from tracenet.tap.masks import ArrayMaskProbs, dense_probs
 from tracenet.tap.masks import upsample_mask_probs as upsample_mask_probs_np
 
 
 def _torch(logits, hw, keep=None):
-    return CellMaskProbs(logits, hw, keep)
+    return TensorMaskProbs(logits, hw, keep)
 
 
 def _numpy(logits, hw, keep=None):
@@ -92,5 +92,5 @@ def test_everything_above_half_and_the_box_window(make) -> None:
 def test_dense_probs_passes_arrays_through() -> None:
     arr = np.zeros((4, 4), dtype=np.float32)
     assert dense_probs(arr) is arr
-    lazy = CellMaskProbs(torch.zeros(1, 1), (8, 8))
+    lazy = TensorMaskProbs(torch.zeros(1, 1), (8, 8))
     assert torch.equal(dense_probs(lazy), torch.full((8, 8), 0.5))

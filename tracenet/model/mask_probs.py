@@ -1,7 +1,7 @@
 """A candidate's mask probabilities kept at the mask head's stride until a caller needs them at full size.
 
 Upsampling the stride-8 probabilities to a 1024x768 network input and thresholding them costs about 1 ms of a
-~9 ms repeat tap, although most of the map is far from any pixel that passes 0.5. :class:`CellMaskProbs` is the
+~9 ms repeat tap, although most of the map is far from any pixel that passes 0.5. :class:`TensorMaskProbs` is the
 PyTorch arithmetic of :class:`~tracenet.tap.masks.StrideMaskProbs`, which gives the mask from a crop around the
 cells that pass 0.5, equal to the whole map's ``> 0.5`` bit for bit (``tests/model/test_mask_probs.py``).
 """
@@ -17,7 +17,7 @@ from tracenet.model.dynamic_head import upsample_mask_probs
 from tracenet.tap.masks import StrideMaskProbs
 
 
-class CellMaskProbs(StrideMaskProbs):
+class TensorMaskProbs(StrideMaskProbs):
     """Probabilities ``sigmoid`` + 4x + 2x bilinear (:func:`~tracenet.model.dynamic_head.upsample_mask_probs`) of
     stride-8 mask ``logits float32 [H_3, W_3]`` for an ``hw = (H, W)`` network input, zero outside ``keep``
     (``(r0, r1, c0, c1)`` in stride-8 cells, end exclusive: the box window of ``mask_region="box"``) when given.
