@@ -30,8 +30,8 @@ from tracenet.model import (
     load_checkpoint,
     normalize,
 )
-from tracenet.model.mask_probs import TensorMaskProbs
 from tracenet.model.geometry import LEVELS
+from tracenet.model.mask_probs import TensorMaskProbs
 from tracenet.model.postprocess import (
     GATHER_KINDS,
     Candidate,

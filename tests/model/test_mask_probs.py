@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tracenet.model.mask_probs import TensorMaskProbs
 from tracenet.model.dynamic_head import upsample_mask_probs
+from tracenet.model.mask_probs import TensorMaskProbs
 from tracenet.tap.masks import ArrayMaskProbs, dense_probs
 from tracenet.tap.masks import upsample_mask_probs as upsample_mask_probs_np
 

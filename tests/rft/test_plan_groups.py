@@ -5,7 +5,6 @@ values of a run with them must equal the full run's."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 import tracenet.rft.tracer as tracer_module
@@ -14,7 +13,7 @@ from tracenet.model.geometry import LEVELS
 from tracenet.model.postprocess import GATHER_KINDS
 from tracenet.predictor import DEFAULT_CHECKPOINT, TapSegmenter
 from tracenet.rft import ReceptiveFieldTracer, TraceCache
-from tracenet.rft.plan import Plan, back_trace
+from tracenet.rft.plan import Plan
 from tracenet.tap.geometry import align_tap
 
 

@@ -122,7 +122,7 @@ def test_arithmetic_shapes_equal_a_real_run() -> None:
         real: dict[str, tuple] = {}
 
         class Record(fx.Interpreter):
-            def run_node(self, n: fx.Node):
+            def run_node(self, n: fx.Node, real: dict[str, tuple] = real):
                 out = super().run_node(n)
                 if isinstance(out, torch.Tensor):
                     real[n.name] = tuple(out.shape)
