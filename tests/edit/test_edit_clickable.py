@@ -116,6 +116,25 @@ def test_time_budget_stops_early_but_makes_at_least_one_call(spot_scene, segment
     assert zero.n_predictions == 1
 
 
+def test_time_budget_starts_no_call_that_would_end_after_it(spot_scene, segmenter_cls):
+    """Calls of >= 20 ms with a 50 ms budget: a third call would end at >= 60 ms, so at most two are made (stopping
+    only once the budget has passed would make three)."""
+    import time
+
+    image, red = spot_scene
+    seg = segmenter_cls(cell=4)
+    seg.set_image(image)
+    slow_predict = seg.predict
+
+    def predict(tap):
+        time.sleep(0.02)
+        return slow_predict(tap)
+
+    seg.predict = predict
+    info = clickable_region_details(seg, red, time_budget_s=0.05)
+    assert 1 <= info.n_predictions <= 2 < info.n_groups
+
+
 def test_progressive_order_is_a_permutation_spread_over_the_object():
     from tracenet.edit.clickable import _progressive_order
 

@@ -122,7 +122,8 @@ def clickable_region_details(
         max_taps: at most this many model calls. When there are more groups, they are run coarse to fine
             (an even spread first) and every pixel not run takes the answer of the nearest run tap
             (``exact=False``).
-        time_budget_s: likewise, stop starting new model calls after this many seconds (at least one is made).
+        time_budget_s: likewise, make only the model calls that end within this many seconds, judging each next
+            call by the mean duration of those made so far (at least one is made).
 
     Returns:
         A :class:`ClickableRegion`; ``region`` is ``H x W`` bool and a subset of ``candidates``.
@@ -151,14 +152,17 @@ def clickable_region_details(
         if max_taps is None and time_budget_s is None
         else _progressive_order(rep_x, rep_y)
     )
-    deadline = None if time_budget_s is None else time.perf_counter() + time_budget_s
+    start = time.perf_counter()
     good = np.zeros(n_groups, dtype=bool)
     done = 0
     for g in order.tolist():
-        if (max_taps is not None and done >= max_taps) or (
-            deadline is not None and done and time.perf_counter() > deadline
-        ):
+        if max_taps is not None and done >= max_taps:
             break
+        if time_budget_s is not None and done:
+            # start a call only if, taking as long as the calls so far did on average, it ends within the budget
+            elapsed = time.perf_counter() - start
+            if elapsed + elapsed / done > time_budget_s:
+                break
         pred = np.asarray(seg.predict((int(rep_x[g]), int(rep_y[g]))).mask, dtype=bool)
         good[g] = mask_iou(pred, mask) >= iou_threshold
         done += 1
