@@ -137,7 +137,12 @@ def upsample_mask_probs(logits: Tensor, image_hw: tuple[int, int]) -> Tensor:
             f"mask logits grid {rows}x{cols} does not belong to a {h}x{w} image (expected "
             f"{-(-h // 8)}x{-(-w // 8)} = ceil(H/8) x ceil(W/8))"
         )
-    probs = logits.sigmoid()[:, None]
-    probs = F.interpolate(probs, scale_factor=4, mode="bilinear", align_corners=False)
+    return upsample_cells(logits.sigmoid())[:, :h, :w]
+
+
+def upsample_cells(probs: Tensor) -> Tensor:
+    """Stride-8 probabilities ``[N, rows, cols]`` -> ``[N, 8 * rows, 8 * cols]``: 4x bilinear (``align_corners=False``),
+    then 2x bilinear (the upsampling of :func:`upsample_mask_probs`, for a whole grid or a crop of one)."""
+    probs = F.interpolate(probs[:, None], scale_factor=4, mode="bilinear", align_corners=False)
     probs = F.interpolate(probs, scale_factor=2, mode="bilinear", align_corners=False)
-    return probs[:, 0, :h, :w]
+    return probs[:, 0]

@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
-from tracenet.model.dynamic_head import upsample_mask_probs
+from tracenet.model.dynamic_head import upsample_cells, upsample_mask_probs
 from tracenet.tap.masks import StrideMaskProbs
 
 
@@ -39,10 +38,7 @@ class TensorMaskProbs(StrideMaskProbs):
 
     def _upsample(self, rows: slice, cols: slice) -> np.ndarray:
         with torch.no_grad():
-            crop = self._cell_probs()[rows, cols].contiguous()[None, None]
-            crop = F.interpolate(crop, scale_factor=4, mode="bilinear", align_corners=False)
-            crop = F.interpolate(crop, scale_factor=2, mode="bilinear", align_corners=False)
-        return crop[0, 0].numpy()
+            return upsample_cells(self._cell_probs()[rows, cols].contiguous()[None])[0].numpy()
 
     def _whole(self) -> Tensor:
         with torch.no_grad():

@@ -76,11 +76,21 @@ def upsample_mask_probs(logits: np.ndarray, net_hw: tuple[int, int]) -> np.ndarr
     if rows != -(-h // MASK_STRIDE) or cols != -(-w // MASK_STRIDE):
         raise ValueError(f"mask logits grid {rows}x{cols} does not belong to a {h}x{w} image "
                          f"(expected {-(-h // MASK_STRIDE)}x{-(-w // MASK_STRIDE)})")
+    return upsample_cells(sigmoid(logits))[..., :h, :w]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """``float32`` sigmoid of mask logits (``torch.sigmoid``'s formula)."""
     with np.errstate(over="ignore"):  # exp(-x) overflows to inf for very negative logits: probability 0, as wanted
-        probs = (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float32)))).astype(np.float32)
+        return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float32)))).astype(np.float32)
+
+
+def upsample_cells(probs: np.ndarray) -> np.ndarray:
+    """Stride-8 probabilities ``[..., rows, cols]`` -> ``float32 [..., 8 * rows, 8 * cols]``: 4x bilinear, then 2x
+    bilinear (the upsampling of :func:`upsample_mask_probs`, for a whole grid or a crop of one)."""
+    rows, cols = probs.shape[-2:]
     probs = resize_bilinear(probs, (rows * 4, cols * 4), scale_factor=4)
-    probs = resize_bilinear(probs, (rows * 8, cols * 8), scale_factor=2)
-    return probs[..., :h, :w]
+    return resize_bilinear(probs, (rows * 8, cols * 8), scale_factor=2)
 
 
 class DeferredMaskProbs(ABC):
@@ -202,18 +212,14 @@ class ArrayMaskProbs(StrideMaskProbs):
 
     def _cell_probs(self) -> np.ndarray:
         if self._sigmoid is None:
-            with np.errstate(over="ignore"):  # as upsample_mask_probs: exp overflow gives probability 0
-                self._sigmoid = (1.0 / (1.0 + np.exp(-np.asarray(self.logits, dtype=np.float32)))).astype(np.float32)
+            self._sigmoid = sigmoid(self.logits)
         return self._sigmoid
 
     def _cells(self) -> np.ndarray:
         return self._cell_probs() > 0.5
 
     def _upsample(self, rows: slice, cols: slice) -> np.ndarray:
-        cells = self._cell_probs()[rows, cols]
-        n_rows, n_cols = cells.shape
-        probs = resize_bilinear(cells, (n_rows * 4, n_cols * 4), scale_factor=4)
-        return resize_bilinear(probs, (n_rows * 8, n_cols * 8), scale_factor=2)
+        return upsample_cells(self._cell_probs()[rows, cols])
 
     def _whole(self) -> np.ndarray:
         return upsample_mask_probs(self.logits, self.hw)
