@@ -122,7 +122,7 @@ class Plan:
         shift: dict[Any, tuple[int, int]] = {}
         for key, rect in requests.items():
             old = self.requests[key]
-            if rect.r1 - rect.r0 != old.r1 - old.r0 or rect.c1 - rect.c0 != old.c1 - old.c0:
+            if (rect.height, rect.width) != (old.height, old.width):
                 return None
             shift[key] = (rect.r0 - old.r0, rect.c0 - old.c0)
         steps = []
@@ -136,10 +136,8 @@ class Plan:
             dr, dc = moves.pop()
             r = s.rect
             moved = Rect(r.r0 + dr, r.r1 + dr, r.c0 + dc, r.c1 + dc)
-            if moved != r:
-                full = layout.full_rect(s.node)
-                if moved.r0 < 0 or moved.c0 < 0 or moved.r1 > full.r1 or moved.c1 > full.c1:
-                    return None
+            if moved != r and not layout.full_rect(s.node).contains(moved):
+                return None
             steps.append(Step(s.node, s.kind, s.rule, moved, s.macs))
         return Plan(input_shape=self.input_shape, requests=dict(requests), outputs=self.outputs, steps=steps,
                     full_node_macs=self.full_node_macs, owners=self.owners, translatable=True)

@@ -43,6 +43,22 @@ MAX_GROUP_PLANS = 1024
 """How many group splits and group plans a tracer keeps (a lite0 level's plan: ~30 steps)."""
 
 
+def _recall(store: OrderedDict, key: tuple) -> Any:
+    """``store[key]`` or None, marked as the most recently used."""
+    value = store.get(key)
+    if value is not None:
+        store.move_to_end(key)
+    return value
+
+
+def _keep(store: OrderedDict, key: tuple, value: Any, limit: int = MAX_GROUP_PLANS) -> None:
+    """Store ``value``, dropping the least recently used entries beyond ``limit``."""
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > limit:
+        store.popitem(last=False)
+
+
 class TraceCache:
     """Values computed for one input tensor, reused by later runs on the same tensor (e.g. a second tap).
 
@@ -188,14 +204,10 @@ class ReceptiveFieldTracer:
         if cache is not None and cache.values:
             return self._plan_with_cache(lay, requests, cache)
         key = (tuple(input_shape), tuple(sorted(((repr(k), tuple(r)) for k, r in requests.items()))))
-        plan = self._plans.get(key)
+        plan = _recall(self._plans, key)
         if plan is None:
             plan = back_trace(lay, self.output_nodes(), requests)
-            self._plans[key] = plan
-            if len(self._plans) > self._max_plans:
-                self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end(key)
+            _keep(self._plans, key, plan, self._max_plans)
         return plan
 
     def _plan_with_cache(self, lay: Layout, requests: dict[Any, Rect], cache: TraceCache) -> Plan:
@@ -209,10 +221,10 @@ class ReceptiveFieldTracer:
             return back_trace(lay, self.output_nodes(), requests, cache.values)
         base = (lay.info.input_shape, cache.version)
         gkey = (*base, tuple(sorted(repr(k) for k in requests)))
-        groups = self._remember(self._groups, gkey, None)
+        groups = _recall(self._groups, gkey)
         if groups is None:
             plan = back_trace(lay, self.output_nodes(), requests, cache.values)
-            self._remember(self._groups, gkey, request_groups(plan) or [])
+            _keep(self._groups, gkey, request_groups(plan) or [])
             return plan
         if groups:
             parts = [self._group_plan(lay, {k: requests[k] for k in group}, cache, base) for group in groups]
@@ -224,32 +236,18 @@ class ReceptiveFieldTracer:
     def _group_plan(self, lay: Layout, requests: dict[Any, Rect], cache: TraceCache, base: tuple) -> Plan:
         items = sorted(((repr(k), tuple(r)) for k, r in requests.items()))
         exact = (*base, tuple(items))
-        plan = self._remember(self._group_plans, exact, None)
+        plan = _recall(self._group_plans, exact)
         if plan is not None:
             return plan
         sized = (*base, tuple((k, r[1] - r[0], r[3] - r[2]) for k, r in items))
-        template = self._remember(self._group_plans, sized, None)
+        template = _recall(self._group_plans, sized)
         plan = template.translated(lay, requests) if template is not None else None
         if plan is None:
             plan = back_trace(lay, self.output_nodes(), requests, cache.values)
             if plan.translatable:
-                self._remember(self._group_plans, sized, plan)
-        self._remember(self._group_plans, exact, plan)
+                _keep(self._group_plans, sized, plan)
+        _keep(self._group_plans, exact, plan)
         return plan
-
-    def _remember(self, store: OrderedDict, key: tuple, value: Any) -> Any:
-        """``store[key]`` (least recently used first, at most :data:`MAX_GROUP_PLANS` entries): the stored value when
-        ``value`` is None, else ``value`` stored."""
-        if value is None:
-            value = store.get(key)
-            if value is not None:
-                store.move_to_end(key)
-            return value
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > MAX_GROUP_PLANS:
-            store.popitem(last=False)
-        return value
 
     # ---------------------------------------------------------------------------------------------------- runs
     def run(self, x: torch.Tensor, queries: Mapping[Any, Request],
