@@ -96,19 +96,25 @@ def test_empty_mask_and_bad_arguments(subject_scene, flood_segmenter):
         clickable_region(flood_segmenter, mask, candidates=mask[:, :-1])
 
 
-def test_time_budget_stops_early_but_makes_at_least_one_call(spot_scene, segmenter_cls):
+def _slow_segmenter(segmenter_cls, image, seconds: float):
+    """A test segmenter on ``image`` whose every ``predict`` takes at least ``seconds`` longer."""
     import time
 
-    image, red = spot_scene
     seg = segmenter_cls(cell=4)
     seg.set_image(image)
-    slow_predict = seg.predict
+    fast_predict = seg.predict
 
     def predict(tap):
-        time.sleep(0.01)
-        return slow_predict(tap)
+        time.sleep(seconds)
+        return fast_predict(tap)
 
     seg.predict = predict
+    return seg
+
+
+def test_time_budget_stops_early_but_makes_at_least_one_call(spot_scene, segmenter_cls):
+    image, red = spot_scene
+    seg = _slow_segmenter(segmenter_cls, image, 0.01)
     info = clickable_region_details(seg, red, time_budget_s=0.05)
     assert 1 <= info.n_predictions < info.n_groups and not info.exact
     assert info.region.sum() > 0.5 * red.sum()  # the even first taps already cover the object
@@ -119,18 +125,8 @@ def test_time_budget_stops_early_but_makes_at_least_one_call(spot_scene, segment
 def test_time_budget_starts_no_call_that_would_end_after_it(spot_scene, segmenter_cls):
     """Calls of >= 20 ms with a 50 ms budget: a third call would end at >= 60 ms, so at most two are made (stopping
     only once the budget has passed would make three)."""
-    import time
-
     image, red = spot_scene
-    seg = segmenter_cls(cell=4)
-    seg.set_image(image)
-    slow_predict = seg.predict
-
-    def predict(tap):
-        time.sleep(0.02)
-        return slow_predict(tap)
-
-    seg.predict = predict
+    seg = _slow_segmenter(segmenter_cls, image, 0.02)
     info = clickable_region_details(seg, red, time_budget_s=0.05)
     assert 1 <= info.n_predictions <= 2 < info.n_groups
 
