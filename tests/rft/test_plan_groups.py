@@ -106,3 +106,24 @@ def test_switched_off_every_plan_is_back_traced(monkeypatch) -> None:
     counts = _check_against_back_trace(tracer, x, queries, monkeypatch)
     # each query is planned twice (the check, then the run) and the first without a cache once
     assert counts["translated"] == 0 and counts["back_trace"] == 2 * (len(queries) - 1) + 1
+
+
+def test_a_second_photo_of_the_same_size_reuses_the_first_photos_plans(monkeypatch) -> None:
+    """A plan depends on which windows the cache holds, not on their values (:attr:`TraceCache.signature`): the
+    same taps on another photo of the same size plan nothing anew, and the values still equal its full run."""
+    torch.manual_seed(0)
+    net = calibrated(ResNetFPNTowers(depth=18, channels=16, towers=1), shape=(1, 3, 128, 160))
+    tracer = ReceptiveFieldTracer(net)
+    queries = [{f"p{lvl}": [rc] for lvl, rc in zip(LEVELS, align_tap(xy, (128, 160)))} for xy in _grid_taps(160, 128, 4)]
+    first_photo, second_photo = torch.randn(1, 3, 128, 160), torch.randn(1, 3, 128, 160)
+    first = _check_against_back_trace(tracer, first_photo, queries, monkeypatch)
+    second = _check_against_back_trace(tracer, second_photo, queries, monkeypatch)
+    assert first["back_trace"] > 0 and second["back_trace"] == 0
+    with torch.no_grad():
+        full = net(second_photo)
+    cache = TraceCache()
+    for q in queries:
+        got = tracer.gather(second_photo, q, cache)
+        for key, pts in q.items():
+            ref = full[key][..., [p[0] for p in pts], [p[1] for p in pts]]
+            torch.testing.assert_close(got[key], ref, atol=1e-5, rtol=1e-4)

@@ -151,12 +151,38 @@ def relu_epilogues(layout: Layout, steps: list[Step], plan: Plan) -> tuple[dict[
     ReLU applied in place to its fresh output and its value is stored as the ReLU's; the Identity and the ReLU steps
     are skipped (the convolution's and the Identity's own values are read by nothing else). A convolution of a
     batched group (see :func:`cropped_order`) runs with the epilogue only if every convolution step calling its
-    module qualifies, so a group never splits. ReLU(x) is exact, so the values are the unfused run's, bit for bit."""
+    module qualifies, so a group never splits. ReLU(x) is exact, so the values are the unfused run's, bit for bit.
+
+    The chains (which nodes follow which convolution) depend only on which nodes are cropped and which are
+    requested: they are found once per such set (:attr:`Layout.schedules`); the windows are compared on every
+    call."""
     relu_of: dict[fx.Node, fx.Node] = {}
     applied: set[fx.Node] = set()
     if not steps:
         return relu_of, applied
+    key = ("relu", tuple(s.node for s in steps), frozenset(plan.outputs.values()))
+    found = layout.schedules.get(key)
+    if found is None:
+        found = _remember(layout, key, _relu_chains(layout, steps, plan))
+    chains, calls = found
+    if not chains:
+        return relu_of, applied
     rects = {s.node: s.rect for s in steps}
+    same = {conv: chain for conv, chain in chains.items() if all(rects[n] == rects[conv] for n in chain)}
+    for conv, chain in same.items():
+        if conv.op == "call_module" and not all(n in same for n in calls[conv.target]):
+            continue
+        relu_of[conv] = chain[-1]
+        applied.update(chain)
+    return relu_of, applied
+
+
+def _relu_chains(layout: Layout, steps: list[Step], plan: Plan
+                 ) -> tuple[dict[fx.Node, list[fx.Node]], dict[Any, list[fx.Node]]]:
+    """For :func:`relu_epilogues`, windows aside: ``{convolution: [Identity nodes..., its ReLU]}`` for each
+    convolution step whose only reader (through at most one ``nn.Identity``, all cropped steps, none requested) is
+    a ReLU, and ``{convolution module: its cropped convolution steps}``."""
+    cropped = {s.node for s in steps}
     users = layout.cap.users
     outputs = set(plan.outputs.values())
     chains: dict[fx.Node, list[fx.Node]] = {}
@@ -167,7 +193,7 @@ def relu_epilogues(layout: Layout, steps: list[Step], plan: Plan) -> tuple[dict[
         node = s.node
         while True:
             readers = users[node]
-            if len(readers) != 1 or rects.get(readers[0], False) != s.rect:
+            if len(readers) != 1 or readers[0] not in cropped:
                 break
             nxt = readers[0]
             if _is_relu(layout, nxt):
@@ -177,18 +203,23 @@ def relu_epilogues(layout: Layout, steps: list[Step], plan: Plan) -> tuple[dict[
                 break
             between.append(nxt)
             node = nxt
-    if not chains:
-        return relu_of, applied
     calls: dict[Any, list[fx.Node]] = {}  # convolution modules -> their cropped steps
     for s in steps:
         if isinstance(s.rule, ConvRule) and s.node.op == "call_module":
             calls.setdefault(s.node.target, []).append(s.node)
-    for conv, chain in chains.items():
-        if conv.op == "call_module" and not all(n in chains for n in calls[conv.target]):
-            continue
-        relu_of[conv] = chain[-1]
-        applied.update(chain)
-    return relu_of, applied
+    return chains, calls
+
+
+MAX_SCHEDULES = 512
+"""Entries :attr:`Layout.schedules` keeps (a run's cropped steps differ by which pyramid levels and branches a tap
+reaches; a few dozen sets in practice). When full it is emptied."""
+
+
+def _remember(layout: Layout, key: tuple, value: Any) -> Any:
+    if len(layout.schedules) >= MAX_SCHEDULES:
+        layout.schedules.clear()
+    layout.schedules[key] = value
+    return value
 
 
 BATCH = True
@@ -202,9 +233,20 @@ def cropped_order(layout: Layout, steps: list[Step]) -> list[list[Step]]:
     batch). Depth is the longest path to the end of the cropped part, so the same layer of parallel branches
     (one head on several pyramid levels) lines up; every step's inputs have a greater depth, and steps are run
     by decreasing depth. With an in-place op among the steps the graph order is kept (an in-place op must not
-    move past a reader of the value it overwrites)."""
+    move past a reader of the value it overwrites). The grouping depends only on the steps' nodes: it is found
+    once per set of nodes (:attr:`Layout.schedules`)."""
     if not BATCH or len(steps) < 2:
         return [[s] for s in steps]
+    key = ("order", tuple(s.node for s in steps))
+    order = layout.schedules.get(key)
+    if order is None:
+        order = _remember(layout, key, _group_indices(layout, steps))
+    return [[steps[i] for i in group] for group in order]
+
+
+def _group_indices(layout: Layout, steps: list[Step]) -> list[list[int]]:
+    """:func:`cropped_order` as positions in ``steps``."""
+    alone = [[i] for i in range(len(steps))]
     modules = layout.cap.modules
     convs = 0
     for s in steps:
@@ -213,10 +255,10 @@ def cropped_order(layout: Layout, steps: list[Step]) -> list[list[Step]]:
         if inplace is None:
             inplace = op.memo["inplace"] = is_inplace(s.node, modules)
         if inplace:
-            return [[s] for s in steps]
+            return alone
         convs += isinstance(s.rule, ConvRule) and s.node.op == "call_module"
     if convs < 2:
-        return [[s] for s in steps]
+        return alone
     index = {s.node: i for i, s in enumerate(steps)}
     users = layout.cap.users
     depth = [0] * len(steps)
@@ -227,20 +269,20 @@ def cropped_order(layout: Layout, steps: list[Step]) -> list[list[Step]]:
             if j is not None and depth[j] > deepest:
                 deepest = depth[j]
         depth[i] = deepest + 1
-    groups: list[list[Step]] = []
-    shared: dict[tuple, list[Step]] = {}
+    groups: list[list[int]] = []
+    shared: dict[tuple, list[int]] = {}
     for i in sorted(range(len(steps)), key=lambda k: (-depth[k], k)):
         s = steps[i]
         if isinstance(s.rule, ConvRule) and s.node.op == "call_module":
             key = (depth[i], s.node.target)
             group = shared.get(key)
             if group is not None:
-                group.append(s)
+                group.append(i)
                 continue
-            group = shared[key] = [s]
+            group = shared[key] = [i]
             groups.append(group)
         else:
-            groups.append([s])
+            groups.append([i])
     return groups
 
 

@@ -36,6 +36,9 @@ class Layout:
     _full_macs: dict[str, int] | None = None
     _full_rects: dict[fx.Node, Rect | None] = field(default_factory=dict)
     _order: dict[fx.Node, int] | None = None
+    # how the cropped steps of a run are grouped and which ReLUs their convolutions apply, by the steps' nodes
+    # (see tracenet.rft.execute: both depend on which nodes are cropped, not on their windows)
+    schedules: dict[tuple, Any] = field(default_factory=dict)
 
     def op(self, node: fx.Node) -> OpContext:
         ctx = self.contexts.get(node)

@@ -151,40 +151,61 @@ class ConvRule(SlidingWindowRule):
             if epilogue is not None:
                 epilogue(y)
             weight, stride, dilation = first[1], first[4], first[5]
-            for j, (i, xi) in enumerate(zip(members, xs)):
+            for j, (i, xi, yi) in enumerate(zip(members, xs, y.split(1))):
+                if xi.shape[-2] == height and xi.shape[-1] == width:
+                    results[i] = yi  # the largest crop: its whole sample
+                    continue
                 rows, cols = (_out_size(xi.shape[d], weight.shape[d], stride[d - 2], dilation[d - 2])
                               for d in (2, 3))
-                results[i] = y[j:j + 1, :, :rows, :cols]
+                results[i] = yi[..., :rows, :cols]
         return results
 
     def _prepare(self, op: OpContext, env: Env, out: Rect):
         """The whole-map result (a tensor) or what :meth:`_convolve` takes: ``(input window, weight, the model's
         weight tensor, bias, stride, dilation, groups, backend)``."""
-        p = self.params(op)
-        src, kernel, stride, pad, dilation = self.geometry(op)
-        weight, bias = (_value(op, env, p[k]) for k in ("weight", "bias"))
-        groups = int(p["groups"])
+        p, src, kernel, stride, pad, dilation, groups, full_out, full_in, in_hw, backend, dynamic_weight, rtus = \
+            self._static(op)
+        weight, bias = p["weight"], p["bias"]
+        if isinstance(weight, fx.Node):
+            weight = _value(op, env, weight)
+        if isinstance(bias, fx.Node):
+            bias = _value(op, env, bias)
         comp = env.get(src)
-        if out == Rect.full(*op.hw()) and comp.rect == Rect.full(*op.hw(src)):
+        if out == full_out and comp.rect == full_in:
             # the whole map: the original call, no copies (same shapes, so the same kernel as the full run)
             padding = p["padding"] if isinstance(p["padding"], str) else _pair(p["padding"])
             return F.conv2d(comp.value, weight, bias, stride, padding, dilation, groups)
         # Compute as the full-size convolution does: PyTorch picks oneDNN or its native kernel by input size, and
         # each sums in its own order; the crop goes through the kernel the full-size map goes through.
-        backend = self.full_run_backend(op)
-        x = dense(window(env.get(src), input_window(out, kernel, stride, pad, dilation), op.hw(src), 0.0))
-        given = None if op.is_dynamic(p["weight"]) else weight  # the model's own tensor (keys the prepacked copy)
+        x = dense(window(comp, input_window(out, kernel, stride, pad, dilation), in_hw, 0.0))
+        given = None if dynamic_weight else weight  # the model's own tensor (keys the prepacked copy)
         if backend == "mkldnn":
             as_channels_last = isinstance(weight, torch.Tensor) and (_channels_last(x) or _channels_last(weight))
             if as_channels_last:  # as F.conv2d does: input and weight in one memory format, channels-last if either is
                 x = x.contiguous(memory_format=torch.channels_last)
-            if self._full_run_reduces_stride(op, p, kernel, stride):
+            if rtus:
                 # oneDNN runs such a strided 1x1 convolution as subsample-then-1x1 ("rtus"); do the same
                 x, stride = dense(x[..., :: stride[0], :: stride[1]]), (1, 1)
             if as_channels_last and not _prepacked(x, given):
                 # (the prepacked path reads the model's own weight: no copy of a contiguous one on every call)
                 weight = weight.contiguous(memory_format=torch.channels_last)
         return x, weight, given, bias, stride, dilation, groups, backend
+
+    def _static(self, op: OpContext) -> tuple:
+        """What :meth:`_prepare` derives from the node and the input shape alone, once per node, input shape,
+        oneDNN switch and thread count: ``(params, input node, kernel, stride, top/left padding, dilation, groups,
+        whole output window, whole input window, input (h, w), backend, weight is dynamic, runs as
+        subsample-then-1x1)``."""
+        key = ("static", _HAS_MKLDNN and torch._C._get_mkldnn_enabled(), torch.get_num_threads())
+        found = op.memo.get(key)
+        if found is None:
+            p = self.params(op)
+            src, kernel, stride, pad, dilation = self.geometry(op)
+            backend = self.full_run_backend(op)
+            rtus = backend == "mkldnn" and self._full_run_reduces_stride(op, p, kernel, stride)
+            found = op.memo[key] = (p, src, kernel, stride, pad, dilation, int(p["groups"]), Rect.full(*op.hw()),
+                                    Rect.full(*op.hw(src)), op.hw(src), backend, op.is_dynamic(p["weight"]), rtus)
+        return found
 
     def _convolve(self, op: OpContext, prepared: tuple) -> torch.Tensor:
         x, weight, given, bias, stride, dilation, groups, backend = prepared

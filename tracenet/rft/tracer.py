@@ -71,6 +71,7 @@ class TraceCache:
         self._key: tuple | None = None
         self.values: dict[fx.Node, Computed] = {}
         self.version = next(_CACHE_VERSIONS)  # changes whenever ``values`` does (unique across caches)
+        self._signature: tuple | None = None  # (version, signature), see :attr:`signature`
 
     def bind(self, x: torch.Tensor) -> None:
         key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype)
@@ -83,6 +84,16 @@ class TraceCache:
         self.values.clear()
         self._key = None
         self.version = next(_CACHE_VERSIONS)
+
+    @property
+    def signature(self) -> tuple:
+        """What a plan depends on of this cache: which nodes it holds and the window of each (not their values),
+        as ``((node name, rect), ...)``; recomputed only when :attr:`version` changes. Two caches of different
+        photos of one size usually share it, so a plan made for a tap on one photo serves the other."""
+        if self._signature is None or self._signature[0] != self.version:
+            names = tuple(sorted((node.name, comp.rect) for node, comp in self.values.items()))
+            self._signature = (self.version, names)
+        return self._signature[1]
 
     @property
     def nbytes(self) -> int:
@@ -211,15 +222,16 @@ class ReceptiveFieldTracer:
         return plan
 
     def _plan_with_cache(self, lay: Layout, requests: dict[Any, Rect], cache: TraceCache) -> Plan:
-        """A plan that reuses ``cache``, equal to ``back_trace``'s. When earlier plans with the same cached values
-        and request keys split the requests into groups with disjoint computed nodes (:func:`request_groups`: one
-        per pyramid level of a detection head), each group is planned on its own and the parts are merged
-        (:func:`merge_plans`); a group's plan is the one made before for the same windows, or a translate of one
-        made for windows of the same size (:meth:`Plan.translated`: a tap away from the maps' borders), else
-        back-traced. Anything uncertain back-traces the whole request."""
+        """A plan that reuses ``cache``, equal to ``back_trace``'s. When earlier plans with the same cached windows
+        (:attr:`TraceCache.signature`: a plan does not depend on the cached values, so any photo of this size
+        counts) and request keys split the requests into groups with disjoint computed nodes
+        (:func:`request_groups`: one per pyramid level of a detection head), each group is planned on its own and
+        the parts are merged (:func:`merge_plans`); a group's plan is the one made before for the same windows, or a
+        translate of one made for windows of the same size (:meth:`Plan.translated`: a tap away from the maps'
+        borders), else back-traced. Anything uncertain back-traces the whole request."""
         if not TRANSLATE:
             return back_trace(lay, self.output_nodes(), requests, cache.values)
-        base = (lay.info.input_shape, cache.version)
+        base = (lay.info.input_shape, cache.signature)
         gkey = (*base, tuple(sorted(repr(k) for k in requests)))
         groups = _recall(self._groups, gkey)
         if groups is None:
