@@ -151,7 +151,7 @@ class ConvRule(SlidingWindowRule):
             if epilogue is not None:
                 epilogue(y)
             weight, stride, dilation = first[1], first[4], first[5]
-            for j, (i, xi, yi) in enumerate(zip(members, xs, y.split(1))):
+            for i, xi, yi in zip(members, xs, y.split(1)):
                 if xi.shape[-2] == height and xi.shape[-1] == width:
                     results[i] = yi  # the largest crop: its whole sample
                     continue
