@@ -131,6 +131,18 @@ def test_time_budget_starts_no_call_that_would_end_after_it(spot_scene, segmente
     assert 1 <= info.n_predictions <= 2 < info.n_groups
 
 
+def test_time_budget_counts_from_the_given_start(spot_scene, segmenter_cls):
+    """A 100 ms budget counted from 90 ms ago (a server passes when the request came in): after the one call always
+    made (>= 20 ms) it has passed; counted from the first call, calls of 20 ms fit it more than once."""
+    import time
+
+    image, red = spot_scene
+    seg = _slow_segmenter(segmenter_cls, image, 0.02)
+    fresh = clickable_region_details(seg, red, time_budget_s=0.1)
+    late = clickable_region_details(seg, red, time_budget_s=0.1, started_at=time.perf_counter() - 0.09)
+    assert fresh.n_predictions >= 2 and late.n_predictions == 1
+
+
 def test_progressive_order_is_a_permutation_spread_over_the_object():
     from tracenet.edit.clickable import _progressive_order
 

@@ -109,6 +109,7 @@ def clickable_region_details(
     candidates: np.ndarray | None = None,
     max_taps: int | None = None,
     time_budget_s: float | None = None,
+    started_at: float | None = None,
 ) -> ClickableRegion:
     """Find where on an object a tap gives (nearly) ``mask``.
 
@@ -124,6 +125,8 @@ def clickable_region_details(
             (``exact=False``).
         time_budget_s: likewise, make only the model calls that end within this many seconds, judging each next
             call by the mean duration of those made so far (at least one is made).
+        started_at: the ``time.perf_counter()`` reading the budget counts from (default: when this is called);
+            e.g. a server passes when the request came in, so the work before the model calls counts too.
 
     Returns:
         A :class:`ClickableRegion`; ``region`` is ``H x W`` bool and a subset of ``candidates``.
@@ -152,7 +155,8 @@ def clickable_region_details(
         if max_taps is None and time_budget_s is None
         else _progressive_order(rep_x, rep_y)
     )
-    start = time.perf_counter()
+    loop_start = time.perf_counter()
+    start = loop_start if started_at is None else started_at
     good = np.zeros(n_groups, dtype=bool)
     done = 0
     for g in order.tolist():
@@ -160,8 +164,8 @@ def clickable_region_details(
             break
         if time_budget_s is not None and done:
             # start a call only if, taking as long as the calls so far did on average, it ends within the budget
-            elapsed = time.perf_counter() - start
-            if elapsed + elapsed / done > time_budget_s:
+            now = time.perf_counter()
+            if now - start + (now - loop_start) / done > time_budget_s:
                 break
         pred = np.asarray(seg.predict((int(rep_x[g]), int(rep_y[g]))).mask, dtype=bool)
         good[g] = mask_iou(pred, mask) >= iou_threshold
@@ -192,6 +196,7 @@ def clickable_region(
     candidates: np.ndarray | None = None,
     max_taps: int | None = None,
     time_budget_s: float | None = None,
+    started_at: float | None = None,
 ) -> np.ndarray:
     """``H x W`` bool: the part of the object where a tap gives a mask with IoU >= ``iou_threshold``.
 
@@ -204,4 +209,5 @@ def clickable_region(
         candidates=candidates,
         max_taps=max_taps,
         time_budget_s=time_budget_s,
+        started_at=started_at,
     ).region
