@@ -59,6 +59,20 @@ def _check_against_back_trace(tracer: ReceptiveFieldTracer, x: torch.Tensor, que
     return counts
 
 
+def _assert_values_equal_the_full_run(net, tracer: ReceptiveFieldTracer, x: torch.Tensor, queries: list[dict]
+                                      ) -> None:
+    """Run every query set through ``tracer`` with one cache; the values at the queried points must equal ``net``'s
+    full run on ``x`` (the tracer's promise: allclose with atol 1e-5, rtol 1e-4)."""
+    with torch.no_grad():
+        full = net(x)
+    cache = TraceCache()
+    for q in queries:
+        got = tracer.gather(x, q, cache)
+        for key, pts in q.items():
+            ref = full[key][..., [p[0] for p in pts], [p[1] for p in pts]]
+            torch.testing.assert_close(got[key], ref, atol=1e-5, rtol=1e-4)
+
+
 def test_bundled_model_taps_plan_as_back_tracing(monkeypatch) -> None:
     torch.manual_seed(0)
     seg = TapSegmenter.from_checkpoint(DEFAULT_CHECKPOINT, max_side=1024)
@@ -86,14 +100,7 @@ def test_detection_net_taps_plan_as_back_tracing_and_values_equal_the_full_run(m
         queries.append({f"p{lvl}": [rc] for lvl, rc in zip(LEVELS, rows_cols)})
     counts = _check_against_back_trace(tracer, x, queries, monkeypatch)
     assert counts["translated"] > 0
-    with torch.no_grad():
-        full = net(x)
-    cache = TraceCache()
-    for q in queries:
-        got = tracer.gather(x, q, cache)
-        for key, pts in q.items():
-            ref = full[key][..., [p[0] for p in pts], [p[1] for p in pts]]
-            torch.testing.assert_close(got[key], ref, atol=1e-5, rtol=1e-4)
+    _assert_values_equal_the_full_run(net, tracer, x, queries)
 
 
 def test_switched_off_every_plan_is_back_traced(monkeypatch) -> None:
@@ -119,11 +126,4 @@ def test_a_second_photo_of_the_same_size_reuses_the_first_photos_plans(monkeypat
     first = _check_against_back_trace(tracer, first_photo, queries, monkeypatch)
     second = _check_against_back_trace(tracer, second_photo, queries, monkeypatch)
     assert first["back_trace"] > 0 and second["back_trace"] == 0
-    with torch.no_grad():
-        full = net(second_photo)
-    cache = TraceCache()
-    for q in queries:
-        got = tracer.gather(second_photo, q, cache)
-        for key, pts in q.items():
-            ref = full[key][..., [p[0] for p in pts], [p[1] for p in pts]]
-            torch.testing.assert_close(got[key], ref, atol=1e-5, rtol=1e-4)
+    _assert_values_equal_the_full_run(net, tracer, second_photo, queries)

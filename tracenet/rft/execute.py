@@ -15,6 +15,7 @@ from torch.fx.node import map_aggregate
 from tracenet.rft.capture import is_inplace
 from tracenet.rft.context import Computed
 from tracenet.rft.errors import describe
+from tracenet.rft.lru import keep, recall
 from tracenet.rft.plan import Layout, Plan, Step
 from tracenet.rft.regions import Rect
 from tracenet.rft.rules import IdentityRule, WholeRule, call_original
@@ -161,9 +162,9 @@ def relu_epilogues(layout: Layout, steps: list[Step], plan: Plan) -> tuple[dict[
     if not steps:
         return relu_of, applied
     key = ("relu", tuple(s.node for s in steps), frozenset(plan.outputs.values()))
-    found = layout.schedules.get(key)
+    found = recall(layout.schedules, key)
     if found is None:
-        found = _remember(layout, key, _relu_chains(layout, steps, plan))
+        found = keep(layout.schedules, key, _relu_chains(layout, steps, plan), MAX_SCHEDULES)
     chains, calls = found
     if not chains:
         return relu_of, applied
@@ -211,15 +212,8 @@ def _relu_chains(layout: Layout, steps: list[Step], plan: Plan
 
 
 MAX_SCHEDULES = 512
-"""Entries :attr:`Layout.schedules` keeps (a run's cropped steps differ by which pyramid levels and branches a tap
-reaches; a few dozen sets in practice). When full it is emptied."""
-
-
-def _remember(layout: Layout, key: tuple, value: Any) -> Any:
-    if len(layout.schedules) >= MAX_SCHEDULES:
-        layout.schedules.clear()
-    layout.schedules[key] = value
-    return value
+"""Entries :attr:`Layout.schedules` keeps, least recently used first out (a run's cropped steps differ by which
+pyramid levels and branches a tap reaches; a few dozen sets in practice)."""
 
 
 BATCH = True
@@ -238,9 +232,9 @@ def cropped_order(layout: Layout, steps: list[Step]) -> list[list[Step]]:
     if not BATCH or len(steps) < 2:
         return [[s] for s in steps]
     key = ("order", tuple(s.node for s in steps))
-    order = layout.schedules.get(key)
+    order = recall(layout.schedules, key)
     if order is None:
-        order = _remember(layout, key, _group_indices(layout, steps))
+        order = keep(layout.schedules, key, _group_indices(layout, steps), MAX_SCHEDULES)
     return [[steps[i] for i in group] for group in order]
 
 

@@ -9,6 +9,7 @@ each consumer re-derives it at run time and zero-fills it (auto-padding).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ class Layout:
     _order: dict[fx.Node, int] | None = None
     # how the cropped steps of a run are grouped and which ReLUs their convolutions apply, by the steps' nodes
     # (see tracenet.rft.execute: both depend on which nodes are cropped, not on their windows)
-    schedules: dict[tuple, Any] = field(default_factory=dict)
+    schedules: OrderedDict[tuple, Any] = field(default_factory=OrderedDict)
 
     def op(self, node: fx.Node) -> OpContext:
         ctx = self.contexts.get(node)

@@ -25,6 +25,7 @@ from tracenet.rft.capture import capture, propagate_shapes
 from tracenet.rft.context import Computed, crop
 from tracenet.rft.errors import QueryError, TracerError
 from tracenet.rft.execute import RunEnv, execute
+from tracenet.rft.lru import keep, recall
 from tracenet.rft.plan import Layout, Plan, back_trace, merge_plans, request_groups
 from tracenet.rft.regions import Rect
 
@@ -41,22 +42,6 @@ off to compare)."""
 
 MAX_GROUP_PLANS = 1024
 """How many group splits and group plans a tracer keeps (a lite0 level's plan: ~30 steps)."""
-
-
-def _recall(store: OrderedDict, key: tuple) -> Any:
-    """``store[key]`` or None, marked as the most recently used."""
-    value = store.get(key)
-    if value is not None:
-        store.move_to_end(key)
-    return value
-
-
-def _keep(store: OrderedDict, key: tuple, value: Any, limit: int = MAX_GROUP_PLANS) -> None:
-    """Store ``value``, dropping the least recently used entries beyond ``limit``."""
-    store[key] = value
-    store.move_to_end(key)
-    while len(store) > limit:
-        store.popitem(last=False)
 
 
 class TraceCache:
@@ -215,10 +200,10 @@ class ReceptiveFieldTracer:
         if cache is not None and cache.values:
             return self._plan_with_cache(lay, requests, cache)
         key = (tuple(input_shape), tuple(sorted(((repr(k), tuple(r)) for k, r in requests.items()))))
-        plan = _recall(self._plans, key)
+        plan = recall(self._plans, key)
         if plan is None:
             plan = back_trace(lay, self.output_nodes(), requests)
-            _keep(self._plans, key, plan, self._max_plans)
+            keep(self._plans, key, plan, self._max_plans)
         return plan
 
     def _plan_with_cache(self, lay: Layout, requests: dict[Any, Rect], cache: TraceCache) -> Plan:
@@ -233,10 +218,10 @@ class ReceptiveFieldTracer:
             return back_trace(lay, self.output_nodes(), requests, cache.values)
         base = (lay.info.input_shape, cache.signature)
         gkey = (*base, tuple(sorted(repr(k) for k in requests)))
-        groups = _recall(self._groups, gkey)
+        groups = recall(self._groups, gkey)
         if groups is None:
             plan = back_trace(lay, self.output_nodes(), requests, cache.values)
-            _keep(self._groups, gkey, request_groups(plan) or [])
+            keep(self._groups, gkey, request_groups(plan) or [], MAX_GROUP_PLANS)
             return plan
         if groups:
             parts = [self._group_plan(lay, {k: requests[k] for k in group}, cache, base) for group in groups]
@@ -248,17 +233,17 @@ class ReceptiveFieldTracer:
     def _group_plan(self, lay: Layout, requests: dict[Any, Rect], cache: TraceCache, base: tuple) -> Plan:
         items = sorted(((repr(k), tuple(r)) for k, r in requests.items()))
         exact = (*base, tuple(items))
-        plan = _recall(self._group_plans, exact)
+        plan = recall(self._group_plans, exact)
         if plan is not None:
             return plan
         sized = (*base, tuple((k, r[1] - r[0], r[3] - r[2]) for k, r in items))
-        template = _recall(self._group_plans, sized)
+        template = recall(self._group_plans, sized)
         plan = template.translated(lay, requests) if template is not None else None
         if plan is None:
             plan = back_trace(lay, self.output_nodes(), requests, cache.values)
             if plan.translatable:
-                _keep(self._group_plans, sized, plan)
-        _keep(self._group_plans, exact, plan)
+                keep(self._group_plans, sized, plan, MAX_GROUP_PLANS)
+        keep(self._group_plans, exact, plan, MAX_GROUP_PLANS)
         return plan
 
     # ---------------------------------------------------------------------------------------------------- runs
