@@ -14,8 +14,9 @@
 #   berkeley      the same on Berkeley (vs $REF_NAME-berkeley)
 #   val-refined   the same on coco-mini val, mTA sampled every 32 px, 2 shards in parallel, merged
 #                 (vs $REF_NAME-val-refined)
-# REF_NAME (default min-inside: the bundled default, long-lite0 + zoom + min_inside, scored with EVAL_ARGS=--zoom)
-# names the default's evaluations results/eval/$REF_NAME-<stage>; tracenet.eval.candidate decides against them.
+# REF_NAME (default: tracenet.eval.candidate.DEFAULT_EVALS, the bundled default's evaluations, long-lite1 since
+# session 22, scored with EVAL_ARGS=--zoom) names the reference evaluations results/eval/$REF_NAME-<stage>; the
+# comparisons and tracenet.eval.candidate's verdict are against them.
 # Every stage is skipped when its metrics.json exists, so an interrupted scoring resumes where it stopped.
 # DATA (default ../shared/data) and THREADS (default 1 per process) can be set in the environment; EVAL_ARGS adds
 # arguments to every evaluation (e.g. EVAL_ARGS=--zoom scores the model with the zoom-in pass).
@@ -27,7 +28,7 @@ OUT=$2
 STAGES=${3:-"ranker val grabcut berkeley val-refined"}
 DATA=${DATA:-../shared/data}
 REF=results/eval
-REF_NAME=${REF_NAME:-min-inside}
+REF_NAME=${REF_NAME:-$(python -c 'from tracenet.eval.candidate import DEFAULT_EVALS; print(DEFAULT_EVALS)')}
 mkdir -p "$OUT"
 
 if [ -d "$SRC" ]; then
@@ -75,4 +76,4 @@ for stage in $STAGES; do
   esac
 done
 # the verdict (exit status 1 when it is "no" or not yet decided; the table says which)
-python -m tracenet.eval.candidate "$OUT" | tee "$OUT/decision.md" || true
+python -m tracenet.eval.candidate "$OUT" --reference-name "$REF_NAME" | tee "$OUT/decision.md" || true

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tracenet.eval.candidate import STAGES, decide, decision_markdown, main
+from tracenet.eval.candidate import DEFAULT_EVALS, STAGES, decide, decision_markdown, main
 from tracenet.tap.zoom import ZoomConfig
 
 
@@ -65,7 +65,9 @@ def test_unscored_stages_leave_it_open(tmp_path: Path, reference: Path) -> None:
 
 def test_missing_reference_is_an_error_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "cand"), "--reference", str(tmp_path / "nowhere")]) == 2
-    assert "min-inside-val" in capsys.readouterr().err
+    assert f"{DEFAULT_EVALS}-val" in capsys.readouterr().err
+    assert main([str(tmp_path / "cand"), "--reference", str(tmp_path), "--reference-name", "older"]) == 2
+    assert "older-val" in capsys.readouterr().err
 
 
 def test_committed_reference_evaluations_are_the_ones_named() -> None:

@@ -1,6 +1,6 @@
 """Does a candidate model replace the bundled default? Issue 14's rule, from ``metrics.json`` files.
 
-``python -m tracenet.eval.candidate OUT [--reference results/eval]`` reads the evaluations that
+``python -m tracenet.eval.candidate OUT [--reference results/eval] [--reference-name NAME]`` reads the evaluations that
 ``scripts/score_candidate.sh`` wrote under ``OUT`` (one folder per stage) and the bundled default's committed
 evaluations of the same settings, and prints one Markdown table: per set and metric the default's value, the
 candidate's, the difference, the goal of issue 14 and whether the candidate wins. The candidate replaces the default
@@ -30,10 +30,11 @@ class Stage:
     metrics: tuple[tuple[str, float | None], ...]
 
 
-DEFAULT_EVALS = "min-inside"
-"""Prefix of the bundled default's evaluations under ``results/eval`` (``min-inside-val``, ``-val-refined``,
-``-grabcut``, ``-berkeley``): long-lite0 with the zoom pass and its ``min_inside`` rule, shipped since session 17.
-A model that replaces the default brings its own four folders, and this prefix moves to them."""
+DEFAULT_EVALS = "long-lite1"
+"""Prefix of the bundled default's evaluations under ``results/eval`` (``long-lite1-val``, ``-val-refined``,
+``-grabcut``, ``-berkeley``): long-lite1 with its tap ranker, the zoom pass and its ``min_inside`` rule, shipped
+since session 22 (before: ``min-inside``, long-lite0, sessions 17-21). A model that replaces the default brings
+its own four folders, and this prefix moves to them; ``--reference-name`` judges against other folders."""
 
 STAGES: tuple[Stage, ...] = (
     Stage("val", f"{DEFAULT_EVALS}-val", "coco-mini val, network mask (exact mTA)",
@@ -75,15 +76,17 @@ def _metrics(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def decide(out: str | Path, reference: str | Path = "results/eval") -> tuple[list[Row], str]:
+def decide(out: str | Path, reference: str | Path = "results/eval",
+           name: str = DEFAULT_EVALS) -> tuple[list[Row], str]:
     """Rows for every stage and metric, and the verdict: ``"yes"`` (wins every row), ``"no"`` (loses or ties
-    at least one scored row) or ``"incomplete"`` (no lost row yet, but a stage is unscored). A missing
-    reference evaluation is an error naming the folder."""
+    at least one scored row) or ``"incomplete"`` (no lost row yet, but a stage is unscored). The reference of a
+    stage is ``reference / f"{name}-{stage.folder}"``; a missing one is an error naming the folder."""
     rows: list[Row] = []
     for stage in STAGES:
-        ref = _metrics(Path(reference) / stage.reference)
+        folder = Path(reference) / f"{name}-{stage.folder}"
+        ref = _metrics(folder)
         if ref is None:
-            raise FileNotFoundError(f"no reference evaluation at {Path(reference) / stage.reference}")
+            raise FileNotFoundError(f"no reference evaluation at {folder}")
         cand = _metrics(Path(out) / stage.folder)
         for key, goal in stage.metrics:
             rows.append(Row(stage.title, key, float(ref[key]), None if cand is None else float(cand[key]), goal))
@@ -127,13 +130,15 @@ def decision_markdown(rows: list[Row], verdict: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tracenet.eval.candidate OUT [--reference DIR]``; exit 0 for yes, 1 for no or incomplete."""
+    """``python -m tracenet.eval.candidate OUT [--reference DIR] [--reference-name NAME]``; exit 0 for yes, 1 for no or incomplete."""
     parser = argparse.ArgumentParser(prog="python -m tracenet.eval.candidate", description=__doc__)
     parser.add_argument("out", help="the candidate's folder written by scripts/score_candidate.sh")
     parser.add_argument("--reference", default="results/eval", help="the bundled default's evaluations")
+    parser.add_argument("--reference-name", default=DEFAULT_EVALS,
+                        help=f"prefix of the reference folders (default {DEFAULT_EVALS}: the bundled default)")
     args = parser.parse_args(argv)
     try:
-        rows, verdict = decide(args.out, args.reference)
+        rows, verdict = decide(args.out, args.reference, args.reference_name)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
