@@ -10,6 +10,7 @@ from tracenet.train.tap_ranker import (
     TapExamples,
     choice_metrics,
     fit_tap_ranker,
+    held_out_from,
     ranker_choice,
     soft_objective,
 )
@@ -145,3 +146,21 @@ def test_weight_zero_fits_exactly_as_without_first_clicks() -> None:
                                                                      (a.layers[1][0], b.layers[1][0])])
     assert torch.equal(ranker_choice(a, ex), ranker_choice(b, ex))
     assert not torch.equal(fit_tap_ranker(ex, iters=50, first_click_weight=1.0).layers[0][0], a.layers[0][0])
+
+
+def test_concat_pads_candidates_and_keeps_every_collections_images_apart() -> None:
+    """Two collections (``--also``): 2 taps with 1 candidate on images 0, 1, and 1 tap with 3 candidates on image
+    0 of the second. The result pads the first to 3 invalid-padded candidates, offsets the second's image index
+    past the first's, and gives the same metrics as each part alone for the same choices."""
+    f = len(FEATURE_NAMES)
+    a = _examples(torch.ones(2, 1, f), [[4], [6]], [[10], [12]], [[True], [True]], [5, 6])
+    b = _examples(torch.full((1, 3, f), 2.0), [[1, 7, 0]], [[9, 8, 30]], [[True, True, True]], [7])
+    both = TapExamples.concat([a, b])
+    assert both.features.shape == (3, 3, f) and both.image_index.tolist() == [0, 1, 2]
+    assert both.valid.tolist() == [[True, False, False], [True, False, False], [True, True, True]]
+    assert both.union[:2, 1:].eq(1).all() and both.inter[:2, 1:].eq(0).all() and both.features[:2, 1:].eq(0).all()
+    assert both.first_click.tolist() == [False, False, False]
+    m = choice_metrics(torch.tensor([0, 0, 1]), both)
+    assert m["miou_t"] == pytest.approx((4 + 6 + 7) / (10 + 12 + 8))
+    # the last fifth of each collection is held out: image 1 of the first (of 2, rounded), none of the second
+    assert held_out_from(a, 0.5) == 1 and held_out_from(b, 0.2) == 1 and held_out_from(a, 0.0) == 2

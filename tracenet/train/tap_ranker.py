@@ -17,6 +17,10 @@ held-out report gives their IoU.
     python -m tracenet.train.tap_ranker --model tracenet/weights/default.safetensors \\
         --data ../shared/data/coco-mini --out ranked.safetensors
 
+``--also ANN_JSON`` adds the taps of a further annotation file's annotated objects (e.g. coco-single's
+``single.json``, partially annotated: only annotated objects are tapped, so no unannotated object counts against
+a candidate); the held-out report then holds out the last share of each file's images.
+
 The output is the input checkpoint (same tensors, same storage dtype) with the ranker in its metadata.
 """
 
@@ -68,6 +72,26 @@ class TapExamples:
         """The taps where ``keep [N] bool`` is True."""
         return TapExamples(*(t[keep] for t in (self.features, self.inter, self.union, self.valid, self.gt_area,
                                                self.image_index, self.first_click)))
+
+    @staticmethod
+    def concat(parts: list[TapExamples]) -> TapExamples:
+        """The taps of several collections in order; candidates padded to the widest ``K``, image indices
+        offset so that every collection's images stay distinct (collection ``i`` follows collection ``i - 1``)."""
+        k = max(e.valid.shape[1] for e in parts)
+
+        def pad(t: torch.Tensor, value: float | bool) -> torch.Tensor:
+            extra = (0, 0, 0, k - t.shape[1]) if t.dim() == 3 else (0, k - t.shape[1])
+            return torch.nn.functional.pad(t, extra, value=value)
+
+        offsets, start = [], 0
+        for e in parts:
+            offsets.append(start)
+            start += int(e.image_index.max()) + 1 if len(e.image_index) else 0
+        return TapExamples(torch.cat([pad(e.features, 0.0) for e in parts]),
+                           torch.cat([pad(e.inter, 0.0) for e in parts]), torch.cat([pad(e.union, 1.0) for e in parts]),
+                           torch.cat([pad(e.valid, False) for e in parts]), torch.cat([e.gt_area for e in parts]),
+                           torch.cat([e.image_index + o for e, o in zip(parts, offsets)]),
+                           torch.cat([e.first_click for e in parts]))
 
 
 def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path, *, max_images: int | None = None,
@@ -212,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, required=True, help="TraceNet .safetensors checkpoint")
     p.add_argument("--data", type=Path, required=True, help="folder with train.json and images/")
     p.add_argument("--ann", default="train.json", help="annotation file inside --data (default train.json)")
+    p.add_argument("--also", type=Path, action="append", default=[], metavar="ANN_JSON",
+                   help="a further COCO annotation file whose annotated objects' taps join the fit (images in the "
+                        "images/ folder beside it; repeatable), e.g. ../shared/data/coco-single/single.json: only "
+                        "annotated objects are tapped, so partial annotation is fine")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (model + ranker)")
     p.add_argument("--max-images", type=int, default=None, help="only the first N images")
     p.add_argument("--hidden", type=int, default=16, help="hidden units (0: linear; default 16)")
@@ -226,18 +254,21 @@ def main(argv: list[str] | None = None) -> int:
     from tracenet.model import load_checkpoint, read_checkpoint, save_checkpoint
 
     seg = tracenet.load(args.model, selection="paper", refine="none", zoom=False)
-    ex = collect_tap_examples(seg, args.data / args.ann, args.data / "images", max_images=args.max_images)
+    sources = [args.data / args.ann, *args.also]
+    parts = [collect_tap_examples(seg, ann, ann.parent / "images" if ann != sources[0] else args.data / "images",
+                                  max_images=args.max_images) for ann in sources]
+    ex = TapExamples.concat(parts)
     n_img = int(ex.image_index.max()) + 1
-    held = ex.image_index >= n_img - int(round(args.holdout * n_img))
+    held = torch.cat([e.image_index >= held_out_from(e, args.holdout) for e in parts])  # the last share of each
     report = {}
     if held.any() and (~held).any():
         probe = fit_tap_ranker(ex.subset(~held), hidden=args.hidden, first_click_weight=args.first_click_weight)
         held_ex = ex.subset(held)
-        report = {"holdout_images": int(n_img - int(ex.image_index[held].min())),
+        report = {"holdout_images": int(len(ex.image_index[held].unique())),
                   "holdout_paper": choice_metrics(paper_choice(held_ex), held_ex),
                   "holdout_ranker": choice_metrics(ranker_choice(probe, held_ex), held_ex)}
         print(f"held-out images: paper's rule {report['holdout_paper']}, ranker {report['holdout_ranker']}")
-    info = {"data": str(args.data / args.ann), "images": n_img, "taps": int((~ex.first_click).sum()),
+    info = {"data": ", ".join(map(str, sources)), "images": n_img, "taps": int((~ex.first_click).sum()),
             "first_clicks": int(ex.first_click.sum()), "hidden": args.hidden,
             "first_click_weight": args.first_click_weight, **report}
     ranker = fit_tap_ranker(ex, hidden=args.hidden, first_click_weight=args.first_click_weight, info=info)
@@ -247,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     save_checkpoint(args.out, model, cfg, {**meta, "tap_ranker": ranker.to_dict()}, dtype=stored)
     print(f"wrote {args.out}")
     return 0
+
+
+def held_out_from(ex: TapExamples, share: float) -> int:
+    """The first held-out image index of one collection: its last ``share`` of images are held out."""
+    n = int(ex.image_index.max()) + 1 if len(ex.image_index) else 0
+    return n - int(round(share * n))
 
 
 def paper_choice(ex: TapExamples) -> torch.Tensor:
