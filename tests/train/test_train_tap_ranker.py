@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tracenet.model.tap_ranker import FEATURE_NAMES
+from tracenet.model.tap_ranker import FEATURE_NAMES, mlp_scores
 from tracenet.train.tap_ranker import (
     TapExamples,
     choice_metrics,
+    fit_ranker_layers,
     fit_tap_ranker,
     held_out_from,
     ranker_choice,
@@ -164,3 +165,24 @@ def test_concat_pads_candidates_and_keeps_every_collections_images_apart() -> No
     assert m["miou_t"] == pytest.approx((4 + 6 + 7) / (10 + 12 + 8))
     # the last fifth of each collection is held out: image 1 of the first (of 2, rounded), none of the second
     assert held_out_from(a, 0.5) == 1 and held_out_from(b, 0.2) == 1 and held_out_from(a, 0.0) == 2
+
+
+def test_fit_ranker_layers_uses_a_column_beyond_the_shipped_features() -> None:
+    """A probe's added column (``F = len(FEATURE_NAMES) + 1``) is the only one that tells the right candidate:
+    the fit over all columns must pick it for every tap, the fit over the shipped columns cannot."""
+    gen = torch.Generator().manual_seed(1)
+    n, k = 200, 3
+    f = torch.zeros(n, k, len(FEATURE_NAMES) + 1)
+    right = torch.randint(0, k, (n,), generator=gen)
+    f[torch.arange(n), right, -1] = 1.0
+    inter = torch.full((n, k), 1.0)
+    inter[torch.arange(n), right] = 90.0
+    union = torch.full((n, k), 200.0)
+    union[torch.arange(n), right] = 100.0
+    ex = _examples(f, inter, union, torch.ones(n, k, dtype=torch.bool), torch.full((n,), 100.0))
+    mean, std, layers = fit_ranker_layers(ex, hidden=0, iters=300)
+    assert len(mean) == len(FEATURE_NAMES) + 1 and layers[0][0].shape == (1, len(FEATURE_NAMES) + 1)
+    assert torch.equal(mlp_scores(ex.features, mean, std, layers).argmax(1), right)
+    shipped = _examples(f[..., :-1], inter, union, torch.ones(n, k, dtype=torch.bool), torch.full((n,), 100.0))
+    ranker = fit_tap_ranker(shipped, hidden=0, iters=300)
+    assert not torch.equal(ranker_choice(ranker, shipped), right)

@@ -37,7 +37,7 @@ import torch
 
 from tracenet.model.tap_ranker import FEATURE_NAMES, TapRanker, mlp_scores
 
-__all__ = ["TapExamples", "collect_tap_examples", "fit_tap_ranker", "main", "soft_objective"]
+__all__ = ["TapExamples", "collect_tap_examples", "fit_ranker_layers", "fit_tap_ranker", "main", "soft_objective"]
 
 IOU_GOOD = 0.7  # the paper's mTA threshold
 
@@ -95,10 +95,11 @@ class TapExamples:
 
 
 def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path, *, max_images: int | None = None,
-                         seed: int = 0, progress: bool = True) -> TapExamples:
+                         seed: int = 0, progress: bool = True, extra_features=None) -> TapExamples:
     """Run ``segmenter`` (a :class:`~tracenet.predictor.TapSegmenter`, FullNet path) on the band taps and the
     first click of every non-crowd instance of the first ``max_images`` images of a COCO JSON; see
-    :class:`TapExamples`."""
+    :class:`TapExamples`. ``extra_features(segmenter, cands, mask_probs) -> float [K, E]``, if given, adds ``E``
+    columns after :data:`FEATURE_NAMES` (a probe of features the ranker does not have)."""
     from pycocotools.coco import COCO
     from tqdm import tqdm
 
@@ -129,6 +130,8 @@ def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path
                     gathered, mask_feats, _ = segmenter._full(rows_cols)  # one full run per image, cached
                     cands, mask_probs, feats, _, _ = segmenter.ranker_inputs(gathered, rows_cols, mask_feats,
                                                                              use_rft=False)
+                    if extra_features is not None and feats is not None:
+                        feats = torch.cat([feats, extra_features(segmenter, cands, mask_probs)], dim=1)
                     per_cell[key] = (feats, [segmenter._image_mask(mask_probs(k)) for k in range(len(cands))])
                 feats, masks = per_cell[key]
                 inter = [int((m & gt).sum()) for m in masks]
@@ -139,7 +142,8 @@ def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path
 
 def _stack(rows: list[tuple]) -> TapExamples:
     n, k = len(rows), max((len(r[1]) for r in rows), default=1) or 1
-    features = torch.zeros(n, k, len(FEATURE_NAMES))
+    width = next((r[0].shape[1] for r in rows if r[0] is not None), len(FEATURE_NAMES))
+    features = torch.zeros(n, k, width)
     inter = torch.zeros(n, k, dtype=torch.float64)
     union = torch.ones(n, k, dtype=torch.float64)
     valid = torch.zeros(n, k, dtype=torch.bool)
@@ -207,6 +211,17 @@ def fit_tap_ranker(ex: TapExamples, *, hidden: int = 16, iters: int = 600, lr: f
                    weight_decay: float = 1e-4, seed: int = 0, first_click_weight: float = 0.0,
                    info: dict | None = None) -> TapRanker:
     """Fit a ranker (``hidden = 0``: linear) maximising :func:`soft_objective` on ``ex``."""
+    mean, std, layers = fit_ranker_layers(ex, hidden=hidden, iters=iters, lr=lr, weight_decay=weight_decay,
+                                          seed=seed, first_click_weight=first_click_weight)
+    return TapRanker(mean, std, layers, dict(info or {}))
+
+
+def fit_ranker_layers(ex: TapExamples, *, hidden: int = 16, iters: int = 600, lr: float = 0.01,
+                      weight_decay: float = 1e-4, seed: int = 0, first_click_weight: float = 0.0
+                      ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """:func:`fit_tap_ranker`'s fit for any number of features ``F = ex.features.shape[-1]`` (e.g. features a
+    probe adds to :data:`FEATURE_NAMES`): ``(mean [F], std [F], layers)`` for
+    :func:`~tracenet.model.tap_ranker.mlp_scores`."""
     if not ex.valid.any():
         raise ValueError("no tap has a candidate: nothing to fit the ranker on")
     if not (~ex.first_click).any() and not first_click_weight:
@@ -215,7 +230,7 @@ def fit_tap_ranker(ex: TapExamples, *, hidden: int = 16, iters: int = 600, lr: f
     in_objective = torch.ones_like(ex.first_click) if first_click_weight else ~ex.first_click
     flat = ex.features[ex.valid & in_objective[:, None]]  # normalise over the taps the objective sees
     mean, std = flat.mean(0), flat.std(0).clamp(min=1e-3)
-    dims = [len(FEATURE_NAMES)] + ([hidden] if hidden else []) + [1]
+    dims = [ex.features.shape[-1]] + ([hidden] if hidden else []) + [1]
     layers = []
     for d_in, d_out in zip(dims, dims[1:]):
         bound = 1.0 / d_in**0.5
@@ -228,7 +243,7 @@ def fit_tap_ranker(ex: TapExamples, *, hidden: int = 16, iters: int = 600, lr: f
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return TapRanker(mean, std, [(w.detach().clone(), b.detach().clone()) for w, b in layers], dict(info or {}))
+    return mean, std, [(w.detach().clone(), b.detach().clone()) for w, b in layers]
 
 
 def main(argv: list[str] | None = None) -> int:
