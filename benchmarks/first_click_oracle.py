@@ -21,10 +21,7 @@ import numpy as np
 import torch
 
 import tracenet
-from tracenet.eval.folder import _files_by_stem, read_mask
-from tracenet.eval.instance import iou_counts
-from tracenet.eval.taps import first_click
-from tracenet.model import align_tap
+from tracenet.train.tap_ranker import folder_first_clicks
 
 
 def first_click_choices(checkpoint: str | None, masks: Path) -> dict[str, float]:
@@ -34,21 +31,11 @@ def first_click_choices(checkpoint: str | None, masks: Path) -> dict[str, float]
     ranker = tracenet.load(checkpoint, refine="none", zoom=False).ranker
     if ranker is None:
         raise SystemExit("this checkpoint has no tap ranker; fit one with python -m tracenet.train.tap_ranker")
-    images = _files_by_stem(masks.parent / "images", (".jpg", ".jpeg", ".png"), "image")
     rows = []
-    for stem, mask_path in sorted(_files_by_stem(masks, (".png",), "mask").items()):
-        obj, ignore = read_mask(mask_path)
-        seg.set_image(images[stem])
-        rows_cols = align_tap(seg._to_net(first_click(obj)), seg.net_hw)
-        gathered, mask_feats, _ = seg._full(rows_cols)
-        cands, mask_probs, feats, _, _ = seg.ranker_inputs(gathered, rows_cols, mask_feats, use_rft=False)
-        if not len(cands):
+    for _, _, feats, ious in folder_first_clicks(seg, masks):
+        if not ious:
             rows.append((0.0, 0.0, 0.0))
             continue
-        ious = []
-        for k in range(len(cands)):
-            inter, union = iou_counts(seg._image_mask(mask_probs(k)), obj, ignore=ignore)
-            ious.append(inter / union)
         paper = int(feats[:, 0].argmax())  # feature 0: the logit of cls * ctr
         rows.append((max(ious), ious[int(ranker(feats).argmax())], ious[paper]))
     r = np.array(rows)

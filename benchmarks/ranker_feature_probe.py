@@ -28,17 +28,15 @@ import torch
 import torch.nn.functional as F
 
 import tracenet
-from tracenet.eval.folder import _files_by_stem, read_mask
-from tracenet.eval.instance import iou_counts
-from tracenet.eval.taps import first_click
-from tracenet.model import align_tap
 from tracenet.model.tap_ranker import FEATURE_NAMES, mlp_scores
 from tracenet.train.tap_ranker import (
     TapExamples,
     choice_metrics,
     collect_tap_examples,
     fit_ranker_layers,
+    folder_first_clicks,
     held_out_from,
+    ranker_choice,
 )
 
 EXTRA = ("log_edge", "mask_conf", "box_fill")
@@ -76,24 +74,15 @@ def extra_features(seg, cands, mask_probs) -> torch.Tensor:
 
 
 def first_click_picks(seg, masks: Path, fits: dict) -> dict[str, float]:
-    """Mean first-click IoU on a folder set: each fitted ranker's pick and the best candidate (``oracle``)."""
-    images = _files_by_stem(masks.parent / "images", (".jpg", ".jpeg", ".png"), "image")
+    """Mean first-click IoU on a folder set: each fitted ranker's pick (``fits``: name -> (columns, (mean, std,
+    layers)))) and the best candidate (``oracle``)."""
     got: dict[str, list[float]] = {name: [] for name in [*fits, "oracle"]}
-    for stem, path in sorted(_files_by_stem(masks, (".png",), "mask").items()):
-        obj, ignore = read_mask(path)
-        seg.set_image(images[stem])
-        rows_cols = align_tap(seg._to_net(first_click(obj)), seg.net_hw)
-        gathered, mask_feats, _ = seg._full(rows_cols)
-        cands, mask_probs, feats, _, _ = seg.ranker_inputs(gathered, rows_cols, mask_feats, use_rft=False)
-        if not cands:
+    for cands, mask_probs, feats, ious in folder_first_clicks(seg, masks):
+        if not ious:
             for v in got.values():
                 v.append(0.0)
             continue
         feats = torch.cat([feats, extra_features(seg, cands, mask_probs)], dim=1)
-        ious = []
-        for k in range(len(cands)):
-            inter, union = iou_counts(seg._image_mask(mask_probs(k)), obj, ignore=ignore)
-            ious.append(inter / union)
         got["oracle"].append(max(ious))
         for name, (cols, (mean, std, layers)) in fits.items():
             got[name].append(ious[int(mlp_scores(feats[:, cols], mean, std, layers).argmax())])
@@ -123,18 +112,15 @@ def main() -> None:
 
     lines = ["| ranker | held-out mIoU-T | held-out mTA | held-out first click | GrabCut first click | "
              "Berkeley first click |", "|---|---:|---:|---:|---:|---:|"]
-    fits = {}
+    fits, held_metrics = {}, {}
     for name, cols in columns.items():
-        probe = fit_ranker_layers(with_columns(ex.subset(~held), cols))
+        mean, std, layers = fit_ranker_layers(with_columns(ex.subset(~held), cols))
         held_ex = with_columns(ex.subset(held), cols)
-        choice = mlp_scores(held_ex.features, *probe[:2], probe[2]).masked_fill(~held_ex.valid, -torch.inf)
-        choice = torch.where(held_ex.valid.any(1), choice.argmax(1), torch.full_like(choice[:, 0], -1).long())
+        choice = ranker_choice(lambda f, mean=mean, std=std, layers=layers: mlp_scores(f, mean, std, layers), held_ex)
+        held_metrics[name] = choice_metrics(choice, held_ex)
         fits[name] = (cols, fit_ranker_layers(with_columns(ex, cols)))
-        m = choice_metrics(choice, held_ex)
-        fits[name] = (cols, fits[name][1], m)
-    sets = {s: first_click_picks(seg, args.data / "interactive" / s / "masks",
-                                 {k: (v[0], v[1]) for k, v in fits.items()}) for s in ("GrabCut", "Berkeley")}
-    for name, (_, _, m) in fits.items():
+    sets = {s: first_click_picks(seg, args.data / "interactive" / s / "masks", fits) for s in ("GrabCut", "Berkeley")}
+    for name, m in held_metrics.items():
         lines.append(f"| {name} | {m['miou_t']:.4f} | {m['mta_taps']:.4f} | {m['first_click_iou']:.4f} | "
                      f"{sets['GrabCut'][name]:.4f} | {sets['Berkeley'][name]:.4f} |")
     lines.append(f"| best candidate (oracle) | | | | {sets['GrabCut']['oracle']:.4f} | {sets['Berkeley']['oracle']:.4f} |")

@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import io
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,8 @@ import torch
 
 from tracenet.model.tap_ranker import FEATURE_NAMES, TapRanker, mlp_scores
 
-__all__ = ["TapExamples", "collect_tap_examples", "fit_ranker_layers", "fit_tap_ranker", "main", "soft_objective"]
+__all__ = ["TapExamples", "collect_tap_examples", "fit_ranker_layers", "fit_tap_ranker", "folder_first_clicks", "main",
+           "soft_objective"]
 
 IOU_GOOD = 0.7  # the paper's mTA threshold
 
@@ -140,6 +142,31 @@ def collect_tap_examples(segmenter, ann_file: str | Path, images_dir: str | Path
     return _stack(rows)
 
 
+def folder_first_clicks(segmenter, masks: str | Path) -> Iterator[tuple[list, Callable, torch.Tensor | None, list]]:
+    """For each object of a folder benchmark (``masks/<stem>.png`` beside ``images/``, read as the evaluator reads
+    them), its first click answered by ``segmenter`` (FullNet path, network masks): ``(cands, mask_probs, feats,
+    ious)`` as :meth:`~tracenet.predictor.TapSegmenter.ranker_inputs` gives them, plus each candidate's IoU with the
+    object (the 128 band left out); ``ious`` is empty when the click has no candidate."""
+    from tracenet.eval.folder import _files_by_stem, read_mask
+    from tracenet.eval.instance import iou_counts
+    from tracenet.eval.taps import first_click
+    from tracenet.model import align_tap
+
+    masks = Path(masks)
+    images = _files_by_stem(masks.parent / "images", (".jpg", ".jpeg", ".png"), "image")
+    for stem, path in sorted(_files_by_stem(masks, (".png",), "mask").items()):
+        obj, ignore = read_mask(path)
+        segmenter.set_image(images[stem])
+        rows_cols = align_tap(segmenter._to_net(first_click(obj)), segmenter.net_hw)
+        gathered, mask_feats, _ = segmenter._full(rows_cols)
+        cands, mask_probs, feats, _, _ = segmenter.ranker_inputs(gathered, rows_cols, mask_feats, use_rft=False)
+        ious = []
+        for k in range(len(cands)):
+            inter, union = iou_counts(segmenter._image_mask(mask_probs(k)), obj, ignore=ignore)
+            ious.append(inter / union)
+        yield cands, mask_probs, feats, ious
+
+
 def _stack(rows: list[tuple]) -> TapExamples:
     n, k = len(rows), max((len(r[1]) for r in rows), default=1) or 1
     width = next((r[0].shape[1] for r in rows if r[0] is not None), len(FEATURE_NAMES))
@@ -200,8 +227,9 @@ def choice_metrics(choice: torch.Tensor, ex: TapExamples) -> dict[str, float]:
     return out
 
 
-def ranker_choice(ranker: TapRanker, ex: TapExamples) -> torch.Tensor:
-    """Index of the ranker's pick per tap (``-1`` where a tap has no candidate)."""
+def ranker_choice(ranker: Callable[[torch.Tensor], torch.Tensor], ex: TapExamples) -> torch.Tensor:
+    """Index of the ranker's pick per tap (``-1`` where a tap has no candidate); ``ranker``: a
+    :class:`~tracenet.model.tap_ranker.TapRanker` or any ``features [..., F] -> scores [...]`` function."""
     with torch.no_grad():
         s = ranker(ex.features).masked_fill(~ex.valid, -float("inf"))
     return torch.where(ex.valid.any(dim=1), s.argmax(dim=1), torch.full_like(s[:, 0], -1, dtype=torch.long))
