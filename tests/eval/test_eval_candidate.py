@@ -22,7 +22,7 @@ def reference(tmp_path: Path) -> Path:
     """The default's four evaluations: every metric 0.2."""
     ref = tmp_path / "ref"
     for stage in STAGES:
-        _write(ref / stage.reference, miou_t=0.2, mta=0.2, first_click_iou=0.2)
+        _write(ref / stage.reference(), miou_t=0.2, mta=0.2, first_click_iou=0.2)
     return ref
 
 
@@ -77,10 +77,10 @@ def test_committed_reference_evaluations_are_the_ones_named() -> None:
     root = Path(__file__).resolve().parents[2] / "results" / "eval"
     shipped_zoom = dataclasses.asdict(ZoomConfig())
     for stage in STAGES:
-        metrics = json.loads((root / stage.reference / "metrics.json").read_text())
+        metrics = json.loads((root / stage.reference() / "metrics.json").read_text())
         assert metrics["n_instances"] > 0
         for key, _ in stage.metrics:
             assert 0.0 < metrics[key] < 1.0
-        assert metrics["selection"] == "ranker" and metrics["zoom"] is True, stage.reference
-        assert metrics["zoom_cfg"] == shipped_zoom, stage.reference
-        assert metrics["refine"] == ("none" if stage.folder == "val" else "grabcut"), stage.reference
+        assert metrics["selection"] == "ranker" and metrics["zoom"] is True, stage.reference()
+        assert metrics["zoom_cfg"] == shipped_zoom, stage.reference()
+        assert metrics["refine"] == ("none" if stage.folder == "val" else "grabcut"), stage.reference()

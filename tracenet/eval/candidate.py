@@ -21,13 +21,17 @@ __all__ = ["DEFAULT_EVALS", "STAGES", "Row", "decide", "decision_markdown", "mai
 
 @dataclass(frozen=True)
 class Stage:
-    """One scored setting: the candidate's folder under OUT, the default's folder under the reference root,
-    the metrics that must improve and issue 14's goal for each (None: no goal, only "beat the default")."""
+    """One scored setting: the candidate's folder under OUT (the reference's is ``f"{name}-{folder}"`` under the
+    reference root), the metrics that must improve and issue 14's goal for each (None: no goal, only "beat the
+    default")."""
 
     folder: str
-    reference: str
     title: str
     metrics: tuple[tuple[str, float | None], ...]
+
+    def reference(self, name: str | None = None) -> str:
+        """The reference evaluation's folder name: ``f"{name}-{folder}"`` (default name: :data:`DEFAULT_EVALS`)."""
+        return f"{name or DEFAULT_EVALS}-{self.folder}"
 
 
 DEFAULT_EVALS = "long-lite1"
@@ -37,13 +41,13 @@ since session 22 (before: ``min-inside``, long-lite0, sessions 17-21). A model t
 its own four folders, and this prefix moves to them; ``--reference-name`` judges against other folders."""
 
 STAGES: tuple[Stage, ...] = (
-    Stage("val", f"{DEFAULT_EVALS}-val", "coco-mini val, network mask (exact mTA)",
+    Stage("val", "coco-mini val, network mask (exact mTA)",
           (("miou_t", None), ("mta", None), ("first_click_iou", None))),
-    Stage("val-refined", f"{DEFAULT_EVALS}-val-refined", "coco-mini val, as shipped (GrabCut refinement, mTA ~)",
+    Stage("val-refined", "coco-mini val, as shipped (GrabCut refinement, mTA ~)",
           (("miou_t", 0.28), ("mta", 0.25), ("first_click_iou", None))),
-    Stage("grabcut", f"{DEFAULT_EVALS}-grabcut", "GrabCut (50), as shipped",
+    Stage("grabcut", "GrabCut (50), as shipped",
           (("first_click_iou", 0.78),)),
-    Stage("berkeley", f"{DEFAULT_EVALS}-berkeley", "Berkeley (100), as shipped",
+    Stage("berkeley", "Berkeley (100), as shipped",
           (("first_click_iou", 0.75),)),
 )
 
@@ -83,7 +87,7 @@ def decide(out: str | Path, reference: str | Path = "results/eval",
     stage is ``reference / f"{name}-{stage.folder}"``; a missing one is an error naming the folder."""
     rows: list[Row] = []
     for stage in STAGES:
-        folder = Path(reference) / f"{name}-{stage.folder}"
+        folder = Path(reference) / stage.reference(name)
         ref = _metrics(folder)
         if ref is None:
             raise FileNotFoundError(f"no reference evaluation at {folder}")
